@@ -134,8 +134,9 @@ class GradcheckResult:
             where = ", ".join(f"input {m.input_index} index {m.index}" for m in self.kinks[:5])
             more = f" and {len(self.kinks) - 5} more" if len(self.kinks) > 5 else ""
             lines.append(
-                f"  {len(self.kinks)} coordinate(s) sit within eps of a kink (one-sided differences "
-                f"disagree, autograd lies between them), not counted as errors: {where}{more}")
+                f"  {len(self.kinks)} coordinate(s) sit within eps of a kink (one-sided "
+                f"differences disagree, autograd lies between them), not counted as errors: "
+                f"{where}{more}")
             m = self.kinks[0]
             lines.append(f"    e.g. input {m.input_index} index {m.index}: autograd "
                          f"{m.analytic:.6g}, left slope {m.backward:.6g}, right slope "
@@ -169,14 +170,15 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: f
 
     Checked: every Tensor input with requires_grad=True and every floating ndarray input (made a
     Tensor that requires grad); other inputs (labels, Python numbers) are passed through. Inputs are
-    copied to float64 (so float32 data is checked at full precision) and the default dtype is float64
-    while f runs. f's output is contracted with a random upstream gradient u (seeded), so the scalar
-    checked is sum(f(*inputs) * u). A coordinate fails when |autograd - numerical| > atol +
-    rtol |numerical|, unless its one-sided differences disagree (a kink within eps, such as relu
-    at 0, a tie in max, |x| at 0) and autograd lies between them: those are reported as kinks.
+    copied to float64 (so float32 data is checked at full precision) and the default dtype is
+    float64 while f runs. f's output is contracted with a random upstream gradient u (seeded), so
+    the scalar checked is sum(f(*inputs) * u). A coordinate fails when |autograd - numerical| >
+    atol + rtol |numerical|, unless its one-sided differences disagree (a kink within eps, such as
+    relu at 0, a tie in max, |x| at 0) and autograd lies between them: those are reported as kinks.
 
     Returns a truthy GradcheckResult; on failure raises GradcheckError naming the input, the worst
-    index, both values and the relative error (or returns the falsy result if raise_exception=False).
+    index, both values and the relative error (or, with raise_exception=False, returns the falsy
+    result).
     """
     if not callable(f):
         raise TypeError(f"gradcheck: f must be callable, got {type(f).__name__}")

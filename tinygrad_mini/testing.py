@@ -255,7 +255,8 @@ def assert_grads_match_at(forward_fn: Callable[..., Tensor], closed_form_fn: Cal
             idx = np.unravel_index(int(np.argmax(err)), auto.shape)
             raise AssertionError(
                 f"your gradient for {name} disagrees with autograd at index "
-                f"{tuple(int(i) for i in idx)}: yours {float(yours[idx])!r}, autograd {float(auto[idx])!r} "
+                f"{tuple(int(i) for i in idx)}: yours {float(yours[idx])!r}, "
+                f"autograd {float(auto[idx])!r} "
                 f"(rel_error over the array {rel_error(yours, auto):.3g}; {int(bad.sum())} of "
                 f"{bad.size} elements differ)\ninputs:\n{_fmt_inputs(items)}")
 
