@@ -14,6 +14,7 @@ import tinygrad_mini.nn.functional as F
 from nets.two_layer import TwoLayerNet, softmax, softmax_cross_entropy
 from tinygrad_mini import Tensor
 from tinygrad_mini.gradcheck import numerical_grad, rel_error
+from tinygrad_mini.testing import assert_grads_match, two_layer_problem
 
 NAMES = ("W1", "b1", "W2", "b2")
 
@@ -195,6 +196,37 @@ def test_wrong_derivation_is_caught(mistake):
     """Feed each common wrong derivation (docs/derivations.md) to the checker: it must fail."""
     with pytest.raises(AssertionError):
         check_grads(lambda p, X, y, reg: hand_grads(p, X, y, reg, mistake=mistake), shrink=False)
+
+
+def student_loss(X, y, W1, b1, W2, b2, reg):
+    """The forward pass a student writes for assert_grads_match (Tensors in, scalar out)."""
+    hidden = F.affine(X, W1, b1).relu()
+    return F.cross_entropy(F.affine(hidden, W2, b2), y) + reg * ((W1 * W1).sum()
+                                                                 + (W2 * W2).sum())
+
+
+def student_grads(mistake=None):
+    def grads(X, y, W1, b1, W2, b2, reg):
+        params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
+        return hand_grads(params, X, y, reg, mistake=mistake)[1]
+    return grads
+
+
+def test_assert_grads_match_accepts_the_closed_form_net():
+    def net_grads(X, y, W1, b1, W2, b2, reg):
+        return closed_form({"W1": W1, "b1": b1, "W2": W2, "b2": b2}, X, y, reg)[1]
+
+    assert_grads_match(student_loss, net_grads, two_layer_problem())
+
+
+@pytest.mark.parametrize("mistake", ["mean_over_classes", "bias_sum_over_classes"])
+def test_assert_grads_match_catches_wrong_derivation(mistake):
+    """The user-facing checker (tinygrad_mini.testing) reports a mistake as a student meets it.
+
+    Two mistakes only: its shrinking costs seconds per case; check_grads above covers all six.
+    """
+    with pytest.raises(AssertionError, match="your gradient for"):
+        assert_grads_match(student_loss, student_grads(mistake), two_layer_problem())
 
 
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))
