@@ -575,7 +575,8 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
         raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not match "
                          f"({kx} columns vs {ky} rows)")
     if x.ndim == 1:
-        return matmul(x.reshape(1, kx), y).squeeze(-2)
+        out = matmul(x.reshape(1, kx), y)  # (1, K) @ (..., K, P) -> (..., 1, P); 1-D y: (1,)
+        return out.squeeze(-2) if y.ndim > 1 else out.reshape(())
     if y.ndim == 1:
         return matmul(x, y.reshape(ky, 1)).squeeze(-1)
     return _apply(ops.MatMul(), x, y)
