@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import gzip
+import io
 import os
 import pathlib
 import pickle
@@ -39,6 +39,10 @@ _SAFE_GLOBALS = {
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,
     ("codecs", "encode"): codecs.encode,
+    ("builtins", "bytes"): bytes,
+    ("__builtin__", "bytes"): bytes,
+    ("builtins", "bytearray"): bytearray,
+    ("__builtin__", "bytearray"): bytearray,
 }
 for _module in ("numpy.core", "numpy._core"):
     _SAFE_GLOBALS[(_module + ".multiarray", "_reconstruct")] = np.zeros(1).__reduce__()[0]
@@ -147,20 +151,48 @@ def _unpickle(f: IO[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
     return _check_batch(obj, where)
 
 
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+class _GunzipStream(io.RawIOBase):
+    """A .gz file inflated on the fly in 1 MiB reads. Unlike tarfile's own gzip stream it lets
+    zlib check the trailer (CRC-32 and length), so a corrupt archive cannot load silently."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f, self._z = f, zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._out, self._pos = b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while self._pos == len(self._out) and not self._z.eof:
+            data = self._z.unconsumed_tail or self._f.read(1 << 20)
+            if not data:
+                raise EOFError("the compressed file ended before its end-of-stream marker")
+            self._out, self._pos = self._z.decompress(data, 1 << 22), 0
+        n = min(len(buf), len(self._out) - self._pos)
+        buf[:n] = memoryview(self._out)[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error)
 
 
 def _read_archive(path: pathlib.Path, names: tuple[str, ...]) -> dict:
     found: dict = {}
     try:
-        # one pass in stream mode: random access into a .tar.gz would decompress it twice
-        with tarfile.open(path, "r|*") as tf:
-            for member in tf:
-                base = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and base in names and base not in found:
-                    found[base] = _unpickle(tf.extractfile(member), f"{path}:{member.name}")
-                    if len(found) == len(names):
-                        break
+        with open(path, "rb") as raw:
+            is_gzip = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = io.BufferedReader(_GunzipStream(raw), 1 << 20) if is_gzip else raw
+            # one pass in stream mode (random access into a .tar.gz would inflate it twice)
+            with tarfile.open(fileobj=stream, mode="r|" if is_gzip else "r|*",
+                              bufsize=1 << 20) as tf:
+                for member in tf:
+                    base = member.name.rsplit("/", 1)[-1]
+                    if member.isfile() and base in names and base not in found:
+                        found[base] = _unpickle(tf.extractfile(member), f"{path}:{member.name}")
+            while is_gzip and stream.read(1 << 20):  # to the end, where the CRC is checked
+                pass
     except _ARCHIVE_ERRORS as e:
         raise ValueError(f"{path}: not a readable CIFAR-10 archive, truncated or corrupt "
                          f"({type(e).__name__}: {e}); delete it and get it again") from e
