@@ -47,7 +47,7 @@ except ImportError as _e:  # a test-time extra: say how to get it
                       "(or pip install 'tinygrad_mini[test]')") from _e
 
 __all__ = ["floats_away", "float_arrays", "broadcastable_shapes", "matmul_shapes", "class_labels",
-           "two_layer_problem", "assert_grads_match", "assert_grads_match_at"]
+           "two_layer_problem", "assert_grads_match", "assert_grads_match_at", "GradientMismatch"]
 
 
 # ---------------------------------------------------------------- strategies
@@ -164,6 +164,16 @@ def two_layer_problem(draw, *, max_n: int = 5, max_d: int = 4, max_h: int = 4, m
 
 # ---------------------------------------------------------------- assert_grads_match
 
+class GradientMismatch(AssertionError):
+    """Your gradient disagrees with autograd. Attributes: name (which gradient), index (worst
+    element, or None for a shape mismatch), yours, autograd (values there), example (the inputs)."""
+
+    def __init__(self, msg: str, name, index, yours, autograd, example):
+        super().__init__(msg)
+        self.name, self.index, self.yours, self.autograd = name, index, yours, autograd
+        self.example = example
+
+
 def _as_strategy(inputs) -> st.SearchStrategy:
     if isinstance(inputs, st.SearchStrategy):
         return inputs
@@ -189,7 +199,7 @@ def assert_grads_match_at(forward_fn: Callable[..., Tensor], closed_form_fn: Cal
                           example: dict | tuple, *, wrt: Sequence | None = None,
                           rtol: float = 1e-7, atol: float = 1e-10) -> None:
     """assert_grads_match on one given example (a dict of named inputs or a tuple of positional
-    ones); raises AssertionError with the report on a mismatch."""
+    ones); raises GradientMismatch (an AssertionError) with the report on a mismatch."""
     named = isinstance(example, dict)
     if not named and not isinstance(example, (tuple, list)):
         raise TypeError("assert_grads_match: an example must be a dict (named inputs) or a tuple "
@@ -245,20 +255,20 @@ def assert_grads_match_at(forward_fn: Callable[..., Tensor], closed_form_fn: Cal
         yours = np.asarray(mine[k], dtype=np.float64)
         name = repr(k) if named else f"input {k}"
         if yours.shape != auto.shape:
-            raise AssertionError(
+            raise GradientMismatch(
                 f"your gradient for {name} has shape {yours.shape} but the input has shape "
-                f"{auto.shape}\ninputs:\n{_fmt_inputs(items)}")
+                f"{auto.shape}\ninputs:\n{_fmt_inputs(items)}", k, None, yours, auto, example)
         bad = ~(np.abs(yours - auto) <= atol + rtol * np.maximum(np.abs(yours), np.abs(auto)))
         if bad.any():
             err = np.where(bad, np.abs(yours - auto), -1.0)
             err = np.where(np.isnan(err), np.inf, err)
-            idx = np.unravel_index(int(np.argmax(err)), auto.shape)
-            raise AssertionError(
-                f"your gradient for {name} disagrees with autograd at index "
-                f"{tuple(int(i) for i in idx)}: yours {float(yours[idx])!r}, "
-                f"autograd {float(auto[idx])!r} "
-                f"(rel_error over the array {rel_error(yours, auto):.3g}; {int(bad.sum())} of "
-                f"{bad.size} elements differ)\ninputs:\n{_fmt_inputs(items)}")
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), auto.shape))
+            raise GradientMismatch(
+                f"your gradient for {name} disagrees with autograd at index {idx}: yours "
+                f"{float(yours[idx])!r}, autograd {float(auto[idx])!r} (rel_error over the array "
+                f"{rel_error(yours, auto):.3g}; {int(bad.sum())} of {bad.size} elements differ)"
+                f"\ninputs:\n{_fmt_inputs(items)}", k, idx, float(yours[idx]), float(auto[idx]),
+                example)
 
 
 def assert_grads_match(forward_fn: Callable[..., Tensor], closed_form_fn: Callable[..., Any],
@@ -274,8 +284,9 @@ def assert_grads_match(forward_fn: Callable[..., Tensor], closed_form_fn: Callab
       or a dict/tuple of strategies.
     wrt: which inputs to differentiate; default the keys of your dict, or every floating input.
     A gradient element fails when |yours - autograd| > atol + rtol max(|yours|, |autograd|). On a
-    failure, raises AssertionError for the shrunk example: which gradient, worst index, both values,
-    relative error and the inputs. Call it from a plain test function, not inside @given.
+    failure, raises GradientMismatch (an AssertionError) for the shrunk example: which gradient,
+    worst index, both values, relative error and the inputs. Call it from a plain test function,
+    not inside @given.
     """
     strategy = _as_strategy(inputs)
     overrides: dict[str, Any] = {"deadline": None, "database": None,
