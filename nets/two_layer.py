@@ -216,7 +216,8 @@ class TwoLayerNet:
             if verbose and it % 100 == 0:
                 print(f"iteration {it} / {num_iters}: loss {loss:.6f}")
             if (it + 1) % iters_per_epoch == 0:
-                history["train_acc_history"].append(float(np.mean(self.predict(X_batch) == y_batch)))
+                train_acc = float(np.mean(self.predict(X_batch) == y_batch))
+                history["train_acc_history"].append(train_acc)
                 history["val_acc_history"].append(float(np.mean(self.predict(X_val) == y_val)))
                 lr *= decay
         return history

@@ -1,4 +1,4 @@
-"""The two-layer net of nets/two_layer.py built on tinygrad_mini: same parameters, autograd backward.
+"""The two-layer net of nets/two_layer.py on tinygrad_mini: same parameters, autograd backward.
 
 Same layout (W1 (D, H), b1, W2 (H, C), b2, through `F.affine`) and the same initial weights for
 the same seed, so its gradients can be compared with the closed form number for number.

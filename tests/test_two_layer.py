@@ -1,8 +1,8 @@
-"""The closed-form two-layer net: its gradients checked three ways, and the wrong derivations caught.
+"""The closed-form two-layer net: gradients checked three ways, and the wrong derivations caught.
 
-`hand_grads` below is a second, independent derivation of the gradients (written here, not imported),
-with switches that reproduce the common mistakes of docs/derivations.md; `check_grads` is the
-property test that must accept the right derivation and reject every wrong one.
+`hand_grads` below is a second, independent derivation of the gradients (written here, not
+imported), with switches that reproduce the common mistakes of docs/derivations.md; `check_grads`
+is the property test that must accept the right derivation and reject every wrong one.
 """
 import numpy as np
 import pytest
