@@ -1,8 +1,6 @@
 """CIFAR-10 in its official python layout (a `cifar-10-batches-py/` folder or the .tar.gz, read
-without extracting), validated batch by batch; the standard preprocessing and the reference split.
-
-Where no path is given it is looked up in the cache directory and downloaded there if absent.
-"""
+without extracting), validated batch by batch, found in or downloaded to the cache when no path is
+given; the standard preprocessing and the reference 49,000 / 1,000 / 1,000 split."""
 from __future__ import annotations
 
 import codecs
@@ -97,9 +95,9 @@ def cifar10_path(root: str | os.PathLike | None = None, *,
         if found.exists():
             return found
     if not download:
-        raise FileNotFoundError(f"CIFAR-10 is not in the cache directory {str(cache)!r} (looked for "
-                                f"{FOLDER_NAME}/ and {ARCHIVE_NAME}); pass download=True, a root "
-                                f"path, or set {DATA_ENV}")
+        raise FileNotFoundError(f"CIFAR-10 is not in the cache directory {str(cache)!r} (looked "
+                                f"for {FOLDER_NAME}/ and {ARCHIVE_NAME}); pass download=True, a "
+                                f"root path, or set {DATA_ENV}")
     check_cache_dir(cache, create=True)
     return download_url(url, cache / ARCHIVE_NAME, md5, timeout=timeout, progress=progress)
 

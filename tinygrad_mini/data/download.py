@@ -1,8 +1,6 @@
 """The cache directory and downloads into it: streamed, md5-checked on the fly, written atomically.
-
 A failed or interrupted download restarts from zero next time: nothing is ever left under the final
-name, and the temporary `.<name>.*.part` file is removed (only a killed process can leave one).
-"""
+name, and the temporary `.<name>.*.part` file is removed (only a killed process can leave one)."""
 from __future__ import annotations
 
 import errno
@@ -113,7 +111,7 @@ def _progress_bar(total: int | None, desc: str, enabled: bool) -> Any:
         return _NoBar()
     if _tqdm is not None:
         return _tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                     leave=False)
+                     leave=True)
     return _PlainBar(total, desc)
 
 
@@ -138,6 +136,8 @@ def download_url(url: str, path: str | os.PathLike, md5: str | None = None, *,
     _check_download_args(url, md5, timeout)
     path = pathlib.Path(path)
     digest, received, total = hashlib.md5(), 0, None
+    if progress:
+        print(f"downloading {url} to {path}", file=sys.stderr, flush=True)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_write(path) as f:
             length = resp.headers.get("Content-Length")
