@@ -639,10 +639,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_out_path(parser, f"--{flag}", getattr(args, flag))
     if args.data is not None and not os.path.exists(args.data):
         parser.error(f"--data {args.data}: no such file or folder")
-    if args.resume is not None and not os.path.isfile(args.resume):
-        parser.error(f"--resume {args.resume}: no such file")
     if args.sweep is not None and args.resume is not None:
         parser.error("--sweep cannot be combined with --resume")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        parser.error(f"--resume {args.resume}: no such file")
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
