@@ -17,6 +17,9 @@ from .tensor import Tensor, enable_grad
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "LRScheduler", "ExponentialLR", "StepLR"]
 
 
+Params = Iterable[Any]  # Tensors, or dicts {"params": Tensors, <hyperparameter>: value}
+
+
 def _real(value: Any, name: str, who: str) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{who}: {name} must be a number, got {value!r}")
@@ -33,7 +36,7 @@ class Optimizer:
     does not require grad is accepted (as torch) and left alone while its grad is None.
     """
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict):
+    def __init__(self, params: Params, defaults: dict):
         who = type(self).__name__
         if isinstance(params, (Tensor, np.ndarray)):
             raise TypeError(f"{who}: params must be an iterable of Tensors or dicts, got a "
@@ -130,7 +133,7 @@ class Optimizer:
         return g
 
     def _buffers(self, p: Tensor, n: int) -> list[np.ndarray]:
-        """n scratch arrays the shape and dtype of p, reused across steps (not part of the state)."""
+        """n scratch arrays shaped like p, reused across steps (not part of the state)."""
         bufs = self._scratch.get(p)
         if bufs is None or len(bufs) < n or bufs[0].shape != p.data.shape \
                 or bufs[0].dtype != p.data.dtype:
@@ -218,7 +221,7 @@ class SGD(Optimizer):
     g = g + momentum b (nesterov) or b;  p = p - lr g   (torch.optim.SGD's rule)
     """
 
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+    def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False):
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
                                   "weight_decay": weight_decay, "nesterov": nesterov})
@@ -278,7 +281,7 @@ class Adam(Optimizer):
     p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False,
                  decoupled_weight_decay: bool = False):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
@@ -347,9 +350,9 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: p = p (1 - lr wd) before the Adam step (torch.optim.AdamW)."""
+    """Adam with decoupled weight decay: p = p (1 - lr wd) before the Adam step (torch's AdamW)."""
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad,
                          decoupled_weight_decay=True)

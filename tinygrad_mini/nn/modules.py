@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..tensor import Tensor, get_default_dtype
+from ..tensor import Tensor, as_tensor, get_default_dtype
 from . import functional as F
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Identity",
@@ -85,33 +85,33 @@ class Module:
                                "before assigning parameters, buffers or modules") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, (Parameter, Module)) or name in self.__dict__.get("_parameters", ()) \
-                or name in self.__dict__.get("_buffers", ()) \
-                or name in self.__dict__.get("_modules", ()):
-            params, buffers, modules = self._registries()
-            if isinstance(value, Parameter):
-                self._forget(name)
-                params[name] = value
-            elif isinstance(value, Module):
-                self._forget(name)
-                modules[name] = value
-            elif name in params:
-                if value is not None:
-                    raise TypeError(f"cannot assign {type(value).__name__} to parameter {name!r} "
-                                    "(a Parameter or None is expected)")
-                params[name] = None
-            elif name in buffers:
-                if value is not None and not isinstance(value, Tensor):
-                    raise TypeError(f"cannot assign {type(value).__name__} to buffer {name!r} "
-                                    "(a Tensor or None is expected)")
-                buffers[name] = value
-            else:
-                if value is not None:
-                    raise TypeError(f"cannot assign {type(value).__name__} to submodule {name!r} "
-                                    "(a Module or None is expected)")
-                modules[name] = None
+        d = self.__dict__
+        registered = any(name in d.get(r, ()) for r in ("_parameters", "_buffers", "_modules"))
+        if not registered and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # a plain attribute
+            return
+        params, buffers, modules = self._registries()
+        if isinstance(value, Parameter):
+            self._forget(name)
+            params[name] = value
+        elif isinstance(value, Module):
+            self._forget(name)
+            modules[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to parameter {name!r} "
+                                "(a Parameter or None is expected)")
+            params[name] = None
+        elif name in buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign {type(value).__name__} to buffer {name!r} "
+                                "(a Tensor or None is expected)")
+            buffers[name] = value
         else:
-            object.__setattr__(self, name, value)
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to submodule {name!r} "
+                                "(a Module or None is expected)")
+            modules[name] = None
 
     def _forget(self, name: str) -> None:
         self.__dict__.pop(name, None)
@@ -150,7 +150,7 @@ class Module:
 
     def register_buffer(self, name: str, tensor: Tensor | np.ndarray | None,
                         persistent: bool = True) -> None:
-        """A non-trained Tensor saved in state_dict() (unless persistent=False), e.g. running stats."""
+        """A non-trained Tensor kept in state_dict() (unless persistent=False): running stats."""
         self._check_name(name, "buffer")
         if isinstance(tensor, np.ndarray):
             tensor = Tensor(tensor)
@@ -165,7 +165,8 @@ class Module:
     def add_module(self, name: str, module: Module | None) -> None:
         self._check_name(name, "module")
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"module {name!r} must be a Module or None, got {type(module).__name__}")
+            raise TypeError(f"module {name!r} must be a Module or None, "
+                            f"got {type(module).__name__}")
         self._forget(name)
         self._modules[name] = module
 
@@ -180,7 +181,8 @@ class Module:
                 continue
             seen.add(id(m))
             yield name, m
-            kids = [(f"{name}.{k}" if name else k, c) for k, c in m._modules.items() if c is not None]
+            kids = [(f"{name}.{k}" if name else k, c) for k, c in m._modules.items()
+                    if c is not None]
             stack.extend(reversed(kids))
 
     def modules(self) -> Iterator[Module]:
@@ -469,7 +471,7 @@ class BatchNorm1d(Module):
             self.num_batches_tracked.data[...] = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x if isinstance(x, Tensor) else Tensor(x)
+        x = as_tensor(x, "BatchNorm1d input")
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d({self.num_features}): expected input (N, "
                              f"{self.num_features}) or (N, {self.num_features}, L), got shape "
