@@ -1,0 +1,1 @@
+"""Benchmarks of tinygrad_mini against hand-written numpy and PyTorch (not collected by pytest)."""
