@@ -21,8 +21,8 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def set_default_dtype(dtype) -> None:
     """Dtype given to Tensors made from Python scalars and lists of floats (float32 at start)."""
-    d = np.dtype(dtype)
-    if d.kind != "f":
+    d = np.dtype(dtype) if dtype is not None else None  # np.dtype(None) would be float64
+    if d is None or d.kind != "f":
         raise TypeError(f"the default dtype must be a floating dtype, got {d}")
     _state["dtype"] = d
 
@@ -100,6 +100,9 @@ def _to_array(data: Any, dtype=None) -> np.ndarray:
                         f"got {type(data).__name__}")
     if dtype is not None:
         dt = np.dtype(dtype)
+        if arr.dtype.kind == "f" and dt.kind in "iu" and not np.isfinite(arr).all():
+            raise ValueError(f"Tensor: cannot convert {arr[~np.isfinite(arr)].flat[0]} to "
+                             f"integer dtype {dt}")
         if arr.dtype != dt:
             arr = arr.astype(dt)
     if arr.dtype.kind not in "fiub":
@@ -203,8 +206,13 @@ def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
     try:
         data = fn.forward(*[x.data for x in xs])
     except ValueError as e:
-        shapes = ", ".join(str(x.shape) for x in xs)
+        shapes = " and ".join(str(x.shape) for x in xs)
+        if "broadcast" in str(e):  # numpy's message, restated with the tensors' shapes
+            raise ValueError(f"{fn.name}: shapes {shapes} cannot be broadcast together") from None
         raise ValueError(f"{fn.name}: {e} (input shapes {shapes})") from None
+    except TypeError as e:  # e.g. numpy refusing '-' on bools
+        dtypes = " and ".join(str(x.dtype) for x in xs)
+        raise TypeError(f"{fn.name} is not defined for dtype {dtypes}: {e}") from None
     out = Tensor.__new__(Tensor)
     out.data, out.grad = data, None
     if srcs is None:
@@ -216,6 +224,10 @@ def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
         fn.trace = _user_line()
         _check_finite(np.asarray(data), "forward", fn)
     return out
+
+
+class _Unsupported(TypeError):
+    """An operand of a type Tensor ops do not take: the operator returns NotImplemented."""
 
 
 class Tensor:
@@ -326,11 +338,11 @@ class Tensor:
             g = np.ones(self.shape, dtype=self.dtype)
         else:
             g = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+            if g.dtype.kind not in "fiub":
+                raise TypeError(f"backward: grad must be numeric, got dtype {g.dtype}")
             if g.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {g.shape} but the tensor has shape "
                                  f"{self.shape}")
-            if g.dtype.kind not in "fiub":
-                raise TypeError(f"backward: grad must be numeric, got dtype {g.dtype}")
             g = g.astype(self.dtype, copy=False)
         if self._ctx is None:
             _accumulate_leaf(self, g, g)
@@ -347,13 +359,13 @@ class Tensor:
                 return Tensor(np.asarray(other, dtype=self.dtype))
             return Tensor(other)
         if isinstance(other, (np.ndarray, list, tuple, bool, np.bool_)):
-            return Tensor(other)
-        raise TypeError(f"unsupported operand type {type(other).__name__} for a Tensor op")
+            return Tensor(other)  # a bad dtype here raises a TypeError naming it
+        raise _Unsupported(f"unsupported operand type {type(other).__name__} for a Tensor op")
 
     def _binary(self, fn: Function, other: Any, reverse: bool = False) -> "Tensor":
         try:
             y = self._lift(other)
-        except TypeError:
+        except _Unsupported:
             return NotImplemented
         x = self
         if x.dtype.kind != "f" and y.dtype.kind == "f" and y.ndim == 0 and not isinstance(other, Tensor):
@@ -375,7 +387,7 @@ class Tensor:
             return self + (-other)
         try:
             return self + (-self._lift(other))
-        except TypeError:
+        except _Unsupported:
             return NotImplemented
 
     def __rsub__(self, other):
@@ -388,7 +400,8 @@ class Tensor:
             raise TypeError("Tensor exponents are not supported: write (p * x.log()).exp()")
         if not isinstance(p, (int, float, np.integer, np.floating)) or isinstance(p, bool):
             return NotImplemented
-        return _apply(ops.Pow(float(p)), self)
+        x = self._floating() if isinstance(p, (float, np.floating)) else self  # int ** 0.5: float
+        return _apply(ops.Pow(float(p)), x)
 
     def __rpow__(self, base):
         """b ** x = exp(x ln b) for a constant base b"""
@@ -399,22 +412,29 @@ class Tensor:
     def __matmul__(self, other):
         try:
             return matmul(self, self._lift(other))
-        except TypeError:
+        except _Unsupported:
             return NotImplemented
 
     def __rmatmul__(self, other):
         try:
             return matmul(self._lift(other), self)
-        except TypeError:
+        except _Unsupported:
             return NotImplemented
 
     # comparisons give bool tensors with no gradient, as in torch
     def _compare(self, ufunc, other):
-        y = other.data if isinstance(other, Tensor) else other
+        if not isinstance(other, (Tensor, np.ndarray, list, tuple, int, float, np.generic)):
+            return NotImplemented  # t == "a" is False and t < None a TypeError, as for any object
+        y = other.data if isinstance(other, Tensor) else np.asarray(other)
         try:
             return Tensor(ufunc(self.data, y))
         except ValueError as e:
-            raise ValueError(f"{ufunc.__name__}: {e} (shapes {self.shape}, {np.shape(y)})") from None
+            raise ValueError(f"{ufunc.__name__}: shapes {self.shape} and {y.shape} cannot be "
+                             f"broadcast together" if "broadcast" in str(e) else
+                             f"{ufunc.__name__}: {e} (shapes {self.shape}, {y.shape})") from None
+        except TypeError:
+            raise TypeError(f"{ufunc.__name__}: cannot compare a {self.dtype} tensor with "
+                            f"{type(other).__name__} of dtype {y.dtype}") from None
 
     def __eq__(self, other): return self._compare(np.equal, other)  # type: ignore[override]
     def __ne__(self, other): return self._compare(np.not_equal, other)  # type: ignore[override]
@@ -424,13 +444,20 @@ class Tensor:
     def __ge__(self, other): return self._compare(np.greater_equal, other)
 
     # ------------------------------------------------------------ unary
-    def exp(self) -> "Tensor": return _apply(ops.Exp(), self)
-    def log(self) -> "Tensor": return _apply(ops.Log(), self)
+    def _floating(self) -> "Tensor":
+        """self, or an integer/bool tensor's values in the default float dtype (as torch)."""
+        return self if self.dtype.kind == "f" else Tensor(self.data.astype(_state["dtype"]))
+
+    def exp(self) -> "Tensor": return _apply(ops.Exp(), self._floating())
+    def log(self) -> "Tensor": return _apply(ops.Log(), self._floating())
     def relu(self) -> "Tensor": return _apply(ops.ReLU(), self)
-    def tanh(self) -> "Tensor": return _apply(ops.Tanh(), self)
-    def sigmoid(self) -> "Tensor": return _apply(ops.Sigmoid(), self)
+    def tanh(self) -> "Tensor": return _apply(ops.Tanh(), self._floating())
+    def sigmoid(self) -> "Tensor": return _apply(ops.Sigmoid(), self._floating())
 
     def leaky_relu(self, negative_slope: float = 0.01) -> "Tensor":
+        if not isinstance(negative_slope, (int, float, np.integer, np.floating)) \
+                or isinstance(negative_slope, bool):
+            raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
         return _apply(ops.LeakyReLU(float(negative_slope)), self)
 
     def sqrt(self) -> "Tensor":
@@ -487,7 +514,7 @@ class Tensor:
         return self.log_softmax(axis).exp()
 
     def log_softmax(self, axis: int = -1) -> "Tensor":
-        return _apply(ops.LogSoftmax(_norm_axis(axis, self.ndim, "log_softmax")), self)
+        return _apply(ops.LogSoftmax(_norm_axis(axis, self.ndim, "log_softmax")), self._floating())
 
     # ------------------------------------------------------------ movement
     def reshape(self, *shape) -> "Tensor":
@@ -498,7 +525,11 @@ class Tensor:
         shape = tuple(int(s) for s in shape)
         if shape == self.shape:
             return self
-        return _apply(ops.Reshape(shape), self)
+        try:
+            return _apply(ops.Reshape(shape), self)
+        except ValueError:
+            raise ValueError(f"reshape: a tensor of shape {self.shape} ({self.data.size} elements) "
+                             f"cannot take the shape {shape}") from None
 
     view = reshape
 
@@ -624,7 +655,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         bad = ""
         if t.dtype.kind == "f" and t.size:
             frac = t[t != np.round(t)]
-            bad = f" (e.g. {frac.flat[0]!r})" if frac.size else f" (e.g. {t.flat[0]!r})"
+            bad = f" (e.g. {(frac if frac.size else t).flat[0].item()!r})"
         raise ValueError(f"cross_entropy: target must hold integer class indices, got dtype "
                          f"{t.dtype}{bad}")
     if t.shape != (n,):
