@@ -20,7 +20,8 @@ import numpy as np
 
 from tinygrad_mini import no_grad, nn, optim
 from tinygrad_mini._io import atomic_write
-from tinygrad_mini.data import DataLoader, load_cifar10, sample_batches, split_cifar10
+from tinygrad_mini.data import (DataLoader, cifar10_path, load_cifar10, sample_batches,
+                                split_cifar10)
 from tinygrad_mini.nn import Module, Parameter
 
 from .mlp import ACTIVATIONS, MLP
@@ -230,7 +231,6 @@ class Data:
 def load_data(cfg: dict, data_path: str | None, progress: bool) -> Data:
     """The reference split: train = first rows, validation = the last val_size rows of the
     training batches (so --subset never changes it), test = the first test_size test rows."""
-    from tinygrad_mini.data import cifar10_path
     try:
         path = cifar10_path(data_path, progress=progress)
         X_all, y_all, X_test, y_test = load_cifar10(path, flatten=True)
@@ -313,8 +313,8 @@ def build_optimizer(model: Module, cfg: dict) -> tuple:
 
 
 def accuracy(model: Module, X: np.ndarray, y: np.ndarray) -> float:
-    if isinstance(model, Module):
-        model.eval()
+    """Fraction of rows classified correctly, in eval mode, EVAL_CHUNK rows at a time."""
+    model.eval()
     with no_grad():
         hits = sum(int(np.sum(model.predict(X[i:i + EVAL_CHUNK]) == y[i:i + EVAL_CHUNK]))
                    for i in range(0, len(X), EVAL_CHUNK))
@@ -407,6 +407,10 @@ def _batches(data: Data, cfg: dict, sampler: np.random.Generator, epoch: int, st
     return ((xb.data, yb.data) for xb, yb in itertools.islice(loader, count))
 
 
+_CHECKPOINT_KEYS = ("config", "iteration", "model", "optimizer", "scheduler", "sampler_rng",
+                    "dropout_rng", "history")
+
+
 def save_checkpoint(path: str, cfg: dict, model: Module, opt, sched, state: RunState,
                     data: Data) -> None:
     ckpt = {"format": CHECKPOINT_FORMAT, "config": cfg, "iteration": state.iteration,
@@ -424,6 +428,16 @@ def load_checkpoint(path: str) -> dict:
         raise UserError(f"--resume: {e}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"--resume: {path} is not a nets.train checkpoint (written by --save)")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise UserError(f"--resume: {path} is incomplete: missing {', '.join(missing)}")
+    cfg = ckpt["config"]
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    lacking = [] if model not in DEFAULTS else [
+        k for k in (*DEFAULTS[model], *COMMON_DEFAULTS) if k not in cfg]
+    if model not in DEFAULTS or lacking:
+        raise UserError(f"--resume: {path} has an unusable config (model {model!r}"
+                        + (f", missing {', '.join(lacking)})" if lacking else ")"))
     return ckpt
 
 
@@ -624,8 +638,9 @@ def _fmt_cfg(cfg: dict, sep: str = " ") -> str:
     if cfg["model"] == "mlp":
         extra = f", {cfg['activation']}" + (f", dropout {cfg['dropout']}" if cfg["dropout"] else
                                             "") + (", batchnorm" if cfg["batchnorm"] else "")
-    return (f"{cfg['model']} hidden {' '.join(map(str, cfg['hidden']))}{extra};{sep}{length}, batch "
-            f"{cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']:g} x{cfg['lr_decay']:g}/epoch, "
+    hidden = " ".join(map(str, cfg["hidden"]))
+    return (f"{cfg['model']} hidden {hidden}{extra};{sep}{length}, batch {cfg['batch_size']}"
+            f", {cfg['optimizer']} lr {cfg['lr']:g} x{cfg['lr_decay']:g}/epoch, "
             f"reg {cfg['reg']:g}, weight decay {cfg['weight_decay']:g}, init {cfg['init']}"
             f"{' std %g' % cfg['std'] if cfg['init'] == 'normal' else ''}, inputs "
             f"{cfg['normalize']}, sampling {cfg['sampling']}, seed {cfg['seed']}")

@@ -251,6 +251,14 @@ def test_resume_refuses_changed_hyperparameters_and_foreign_files(archive, tmp_p
     nn.save({"W1": np.zeros(3)}, other)
     assert run(archive, "--resume", str(other)) == 1
     assert "is not a nets.train checkpoint" in capsys.readouterr().err
+    ckpt = nn.load(ck)
+    nn.save({k: v for k, v in ckpt.items() if k != "optimizer"}, other)
+    assert run(archive, "--resume", str(other)) == 1
+    assert "is incomplete: missing optimizer" in capsys.readouterr().err
+    del ckpt["config"]["lr"]
+    nn.save(ckpt, other)
+    assert run(archive, "--resume", str(other)) == 1
+    assert "unusable config (model 'two_layer', missing lr)" in capsys.readouterr().err
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"PK\x03\x04 truncated")
     assert run(archive, "--resume", str(junk)) == 1
