@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Model defaults -- two_layer / two_layer_tg: hidden 80, batch 200, SGD lr 1e-3, "
                "decay 0.95/epoch, reg 0.25, 5000 iterations, batches drawn with replacement, "
                "mean image subtracted. mlp: hidden 512 256, batch 100, Adam lr 1e-3, weight decay "
-               "1e-3, decay 0.95/epoch, 10 epochs, N(0, 1e-3) init, inputs (x/255-0.5)/0.5.")
+               "1e-3, decay 0.95/epoch, 10 epochs, N(0, 1e-3) init, inputs (x/255-0.5)/0.5. "
+               "Exit status: 0 done, 1 unreadable data or checkpoint, 2 bad options, 3 the loss "
+               "became NaN/inf (the last good checkpoint is kept).")
     a = p.add_argument
     a("--model", choices=sorted(DEFAULTS), default=None,
       help=f"two_layer: the closed-form numpy net; two_layer_tg: the same net on tinygrad_mini; "
