@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -482,6 +482,9 @@ OPS = [
 
 IDS = [c.name for c in OPS]
 
+# the dtype and NaN properties need fewer examples than the gradient checks
+LIGHT = settings(max_examples=max(10, settings.default.max_examples // 2))
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -561,6 +564,7 @@ def test_matches_torch_float64(case, data):
 
 
 @pytest.mark.parametrize("case", OPS, ids=IDS)
+@LIGHT
 @given(data=st.data())
 def test_float32_stays_float32(case, data):
     arrays, kw, rng = _draw(case, data)
@@ -578,6 +582,7 @@ def test_float32_stays_float32(case, data):
 
 @pytest.mark.parametrize("case", [c for c in OPS if not c.name.startswith("index")],
                          ids=[c.name for c in OPS if not c.name.startswith("index")])
+@LIGHT
 @given(data=st.data())
 def test_nan_propagates_forward(case, data):
     """A NaN in an input comes out as NaN wherever numpy's forward has NaN, never as 0."""
