@@ -294,7 +294,7 @@ def test_nan_gradient_convention_elementwise(name):
 
 @pytest.mark.parametrize("name", ["max", "min", "softmax", "log_softmax", "cross_entropy"])
 def test_nan_gradient_convention_along_a_slice(name):
-    """Reductions and softmax: the whole slice holding the NaN gets NaN, other slices stay finite."""
+    """Reductions and softmax: the slice holding the NaN gets NaN, the other slices stay finite."""
     x = Tensor(np.array([[1.0, np.nan, 0.5], [0.2, 0.3, 0.1]]), requires_grad=True)
     fns = {"max": lambda t: t.max(axis=1), "min": lambda t: t.min(axis=1),
            "softmax": lambda t: t.softmax(axis=1), "log_softmax": lambda t: t.log_softmax(axis=1),

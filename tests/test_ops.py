@@ -41,7 +41,8 @@ def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum g down to `shape` (the test's own un-broadcast): pad shape on the left with 1s, sum
     every axis where it is 1, then drop the padding."""
     padded = (1,) * (g.ndim - len(shape)) + tuple(shape)
-    return g.sum(axis=tuple(i for i, n in enumerate(padded) if n == 1), keepdims=True).reshape(shape)
+    ones = tuple(i for i, n in enumerate(padded) if n == 1)
+    return g.sum(axis=ones, keepdims=True).reshape(shape)
 
 
 def _expand(g: np.ndarray, x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
