@@ -11,7 +11,7 @@ import numpy as np
 class Function:
     """A node of the graph: forward saves what backward needs as attributes; the engine owns slots."""
 
-    __slots__ = ("srcs", "needs", "shape", "dtype", "freed", "trace", "__dict__")
+    __slots__ = ("srcs", "needs", "shape", "dtype", "freed", "seq", "trace", "__dict__")
 
     def forward(self, *xs: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -6,6 +6,8 @@ arrays an intermediate Tensor holds are freed as soon as nothing but the graph w
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import traceback
 from typing import Any, Iterator
@@ -17,6 +19,7 @@ from .ops import Function
 
 _state = {"grad": True, "anomaly": False, "dtype": np.dtype(np.float32)}
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_seq = itertools.count()  # creation order of graph nodes: the engine runs them newest first
 
 
 def set_default_dtype(dtype) -> None:
@@ -136,23 +139,6 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad.sum(axis=axes, keepdims=True) if axes else grad
 
 
-def _toposort(root: Function) -> list:
-    """Nodes in reverse topological order (root first), by an explicit-stack DFS."""
-    order, visited, stack = [], set(), [(root, False)]
-    while stack:
-        fn, done = stack.pop()
-        if done:
-            order.append(fn)
-        elif fn not in visited:
-            visited.add(fn)
-            stack.append((fn, True))
-            for s in fn.srcs:
-                if isinstance(s, Function) and s not in visited:
-                    stack.append((s, False))
-    order.reverse()
-    return order
-
-
 def _accumulate_leaf(leaf: "Tensor", g: np.ndarray, upstream: np.ndarray) -> None:
     """leaf.grad += g; the first gradient is kept as is unless another node may still hold it."""
     if leaf.grad is None:
@@ -162,16 +148,18 @@ def _accumulate_leaf(leaf: "Tensor", g: np.ndarray, upstream: np.ndarray) -> Non
 
 
 def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
+    """Run the nodes newest first. A node is always made after its inputs, so creation order is a
+    topological order: when a node leaves the heap, every node that feeds it a gradient has run."""
     grads = {root: grad}
+    heap = [(-root.seq, root)]
     anomaly = _state["anomaly"]
-    for fn in _toposort(root):
+    while heap:
+        fn = heapq.heappop(heap)[1]
         if fn.freed:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time ({fn.name} has already been "
                 "freed); pass retain_graph=True to the first backward() if you need to")
-        g = grads.pop(fn, None)
-        if g is None:
-            continue
+        g = grads.pop(fn)
         in_grads = fn.backward(g)
         for src, gi in zip(fn.srcs, in_grads):
             if src is None or gi is None:
@@ -184,25 +172,20 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
                 _check_finite(gi, "backward", fn)
             if isinstance(src, Tensor):
                 _accumulate_leaf(src, gi, g)
+            elif src in grads:
+                grads[src] = grads[src] + gi
             else:
-                prev = grads.get(src)
-                grads[src] = gi if prev is None else prev + gi
+                grads[src] = gi
+                heapq.heappush(heap, (-src.seq, src))
         if not retain_graph:
             fn.release()
 
 
 def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
     """Run fn forward on the inputs' arrays and, if any input needs a gradient, link it in the graph."""
-    srcs = None
-    if _state["grad"]:
-        srcs = tuple(x._ctx if x._ctx is not None else (x if x.requires_grad else None)
-                     for x in xs)
-        needs = tuple(s is not None for s in srcs)
-        if not any(needs):
-            srcs = None
-    if srcs is None:
-        needs = (False,) * len(xs)
-    fn.needs = needs
+    needs = tuple([x.requires_grad for x in xs])  # True for every non-leaf
+    record = _state["grad"] and True in needs
+    fn.needs = needs if record else (False,) * len(xs)
     try:
         data = fn.forward(*[x.data for x in xs])
     except ValueError as e:
@@ -215,10 +198,12 @@ def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
         raise TypeError(f"{fn.name} is not defined for dtype {dtypes}: {e}") from None
     out = Tensor.__new__(Tensor)
     out.data, out.grad = data, None
-    if srcs is None:
+    if not record:
         out.requires_grad, out._ctx = False, None
         return out
-    fn.srcs, fn.shape, fn.dtype, fn.freed = srcs, data.shape, data.dtype, False
+    # an edge to the node that made each input, to the input itself for a leaf, None for no grad
+    fn.srcs = tuple([(x if x._ctx is None else x._ctx) if n else None for x, n in zip(xs, needs)])
+    fn.shape, fn.dtype, fn.freed, fn.seq = data.shape, data.dtype, False, next(_seq)
     out.requires_grad, out._ctx = True, fn
     if _state["anomaly"]:
         fn.trace = _user_line()
