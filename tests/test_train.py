@@ -310,10 +310,8 @@ def test_plot_writes_a_png(archive, tmp_path):
 
 def test_progress_falls_back_to_text_without_tqdm(archive, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tqdm", None)
-    argv = [a for a in ["--data", str(archive), "--model", "two_layer", "--hidden", "4",
-                        "--epochs", "1", "--val-size", "40", "--test-size", "40",
-                        "--batch-size", "40"]]
-    assert T.main(argv) == 0
+    assert T.main(["--data", str(archive), "--model", "two_layer", "--hidden", "4", "--epochs",
+                   "1", "--val-size", "40", "--test-size", "40", "--batch-size", "40"]) == 0
     assert "epoch 1/1: 4/4" in capsys.readouterr().err
 
 
