@@ -46,6 +46,9 @@ class MLP(Module):
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
                 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"MLP: dropout must be a probability in [0, 1), got {dropout!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                                 or seed < 0):
+            raise ValueError(f"MLP: seed must be None or an integer >= 0, got {seed!r}")
         init_seq, mask_seq = np.random.SeedSequence(seed).spawn(2)
         init_rng = np.random.default_rng(init_seq)
         self.rng = np.random.default_rng(mask_seq)  # dropout masks
@@ -70,6 +73,9 @@ class MLP(Module):
 
     def predict(self, x) -> np.ndarray:
         """argmax of the scores in eval mode (dropout off, BatchNorm's running statistics), (N,)"""
+        shape = np.shape(x.data if isinstance(x, Tensor) else x)
+        if len(shape) != 2:
+            raise ValueError(f"MLP.predict: x must be a batch of shape (N, D), got {shape}")
         was_training = self.training
         self.eval()
         try:

@@ -129,6 +129,9 @@ class TwoLayerNet:
         h = _positive_int(hidden_size, "hidden_size")
         c = _positive_int(output_size, "output_size")
         std = _nonneg_float(std, "std")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":
             raise TypeError(f"dtype must be a floating dtype, got {self.dtype}")

@@ -24,8 +24,11 @@ def rel_error(a: Any, b: Any) -> float:
     Norm-wise, not element-wise, so an element that is ~0 in both does not dominate. NaN in
     either gives NaN. Shapes must match exactly: a broadcast comparison would hide a shape bug.
     """
-    x = np.asarray(a.data if isinstance(a, Tensor) else a, dtype=np.float64)
-    y = np.asarray(b.data if isinstance(b, Tensor) else b, dtype=np.float64)
+    x, y = (np.asarray(v.data if isinstance(v, Tensor) else v) for v in (a, b))
+    for name, v in (("a", x), ("b", y)):
+        if v.dtype.kind not in "fiub":
+            raise TypeError(f"rel_error: {name} must hold real numbers, got dtype {v.dtype}")
+    x, y = x.astype(np.float64), y.astype(np.float64)
     if x.shape != y.shape:
         raise ValueError(f"rel_error: shapes {x.shape} and {y.shape} differ")
     if x.size == 0:
@@ -63,6 +66,8 @@ def _differences(f: Callable[[Any], Any], x: Any, eps: float, one_sided: bool):
     x is perturbed in place and restored; f is called as f(x) under no_grad.
     """
     arr = _writable_array(x, "numerical_grad")
+    if not isinstance(eps, (int, float, np.integer, np.floating)) or isinstance(eps, bool):
+        raise TypeError(f"numerical_grad: eps must be a number, got {eps!r}")
     if not eps > 0:
         raise ValueError(f"numerical_grad: eps must be positive, got {eps!r}")
     central = np.zeros(arr.shape, dtype=np.float64)
@@ -182,6 +187,8 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: f
     """
     if not callable(f):
         raise TypeError(f"gradcheck: f must be callable, got {type(f).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"gradcheck: seed must be an integer >= 0, got {seed!r}")
     prev_dtype = get_default_dtype()
     set_default_dtype(np.float64)
     try:

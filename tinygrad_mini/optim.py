@@ -72,6 +72,9 @@ class Optimizer:
         if unknown:
             raise ValueError(f"{who}: unknown hyperparameter(s) {sorted(unknown)} in a param group")
         ps = group["params"]
+        if not isinstance(ps, Tensor) and not hasattr(ps, "__iter__"):
+            raise TypeError(f"{who}: a param group's 'params' must be a Tensor or an iterable of "
+                            f"Tensors, got {type(ps).__name__}")
         ps = [ps] if isinstance(ps, Tensor) else list(ps)
         if not ps:
             raise ValueError(f"{who}: a param group has an empty parameter list")
@@ -112,6 +115,9 @@ class Optimizer:
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every param that has a gradient; closure (optional) recomputes the loss."""
         loss = None
+        if closure is not None and not callable(closure):
+            raise TypeError(f"{type(self).__name__}.step: closure must be callable or None, got "
+                            f"{type(closure).__name__}")
         if closure is not None:
             with enable_grad():
                 loss = closure()
@@ -169,16 +175,22 @@ class Optimizer:
                              f"'param_groups', got {type(state_dict).__name__}"
                              + (f" with keys {sorted(map(str, state_dict))}"
                                 if isinstance(state_dict, Mapping) else ""))
-        saved_groups = list(state_dict["param_groups"])
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, Mapping):
+            raise ValueError(f"{who}.load_state_dict: 'param_groups' must be a list and 'state' "
+                             f"a dict, got {type(saved_groups).__name__} and "
+                             f"{type(saved_state).__name__}")
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"{who}.load_state_dict: the state has {len(saved_groups)} param "
                              f"group(s), the optimizer {len(self.param_groups)}")
         by_index: dict[int, Tensor] = {}
         new_groups = []
         for gi, (g, sg) in enumerate(zip(self.param_groups, saved_groups)):
-            if not isinstance(sg, Mapping) or "params" not in sg:
+            if not isinstance(sg, Mapping) \
+                    or not isinstance(sg.get("params"), (list, tuple, np.ndarray)) \
+                    or not all(isinstance(i, (int, np.integer)) for i in sg["params"]):
                 raise ValueError(f"{who}.load_state_dict: param group {gi} is not a dict with "
-                                 "'params'")
+                                 "'params' (a list of param indices)")
             if len(sg["params"]) != len(g["params"]):
                 raise ValueError(f"{who}.load_state_dict: param group {gi} has "
                                  f"{len(sg['params'])} params in the state, {len(g['params'])} "
@@ -195,11 +207,15 @@ class Optimizer:
             ng["params"] = g["params"]
             new_groups.append(ng)
         new_state: dict[Tensor, dict] = {}
-        for idx, st in state_dict["state"].items():
-            p = by_index.get(int(idx))
+        for idx, st in saved_state.items():
+            key = int(idx) if isinstance(idx, (int, np.integer)) or str(idx).isdigit() else None
+            p = by_index.get(key)
             if p is None:
-                raise ValueError(f"{who}.load_state_dict: state for param {idx}, which no group "
+                raise ValueError(f"{who}.load_state_dict: state for param {idx!r}, which no group "
                                  "holds")
+            if not isinstance(st, Mapping):
+                raise ValueError(f"{who}.load_state_dict: the state of param {idx} must be a dict, "
+                                 f"got {type(st).__name__}")
             entry = {}
             for k, v in st.items():
                 if isinstance(v, np.ndarray) and v.ndim > 0:

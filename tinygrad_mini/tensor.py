@@ -122,12 +122,18 @@ def _norm_axis(axis, ndim: int, op: str):
     for a in axes:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
             raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
-        if not -ndim <= a < max(ndim, 1):
+        if not -max(ndim, 1) <= a < max(ndim, 1):  # a 0-d tensor takes 0 and -1, as numpy
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
         out.append(int(a) % max(ndim, 1))
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis!r}")
     return tuple(out) if isinstance(axis, (tuple, list)) else out[0]
+
+
+def _reduce_axis(axis, ndim: int, op: str):
+    """_norm_axis for a reduction: on a 0-d tensor, axis 0 or -1 is the whole tensor."""
+    ax = _norm_axis(axis, ndim, op)
+    return ax if ndim else None
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -254,7 +260,10 @@ class Tensor:
 
     def size(self, dim: int | None = None):
         """The shape (torch's size()), or one dimension of it."""
-        return self.shape if dim is None else self.shape[_norm_axis(dim, self.ndim, "size")]
+        d = None if dim is None else _norm_axis(dim, self.ndim, "size")
+        if d is not None and self.ndim == 0:
+            raise ValueError(f"size: a 0-d tensor has no dim {dim}")
+        return self.shape if d is None else self.shape[d]
 
     def numpy(self) -> np.ndarray:
         return self.data
@@ -456,12 +465,12 @@ class Tensor:
     # ------------------------------------------------------------ reduce
     def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None) -> "Tensor":
         axis, keepdims = (dim if dim is not None else axis), (keepdims if keepdim is None else keepdim)
-        return _apply(ops.Sum(_norm_axis(axis, self.ndim, "sum"), bool(keepdims)), self)
+        return _apply(ops.Sum(_reduce_axis(axis, self.ndim, "sum"), bool(keepdims)), self)
 
     def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None) -> "Tensor":
         """mean = sum / n"""
         axis, keepdims = (dim if dim is not None else axis), (keepdims if keepdim is None else keepdim)
-        ax = _norm_axis(axis, self.ndim, "mean")
+        ax = _reduce_axis(axis, self.ndim, "mean")
         if ax is None:
             n = self.data.size
         else:
@@ -474,7 +483,7 @@ class Tensor:
     def max(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None) -> "Tensor":
         """The maximum (torch's amax: a Tensor, not (values, indices)); ties share the gradient."""
         axis, keepdims = (dim if dim is not None else axis), (keepdims if keepdim is None else keepdim)
-        ax = _norm_axis(axis, self.ndim, "max")
+        ax = _reduce_axis(axis, self.ndim, "max")
         if self.data.size == 0:
             raise ValueError(f"max of an empty tensor (shape {self.shape}) has no value")
         return _apply(ops.Max(ax, bool(keepdims)), self)
@@ -489,7 +498,7 @@ class Tensor:
 
     def argmax(self, axis=None, keepdims: bool = False) -> "Tensor":
         """Indices of the maxima (an integer tensor, no gradient)."""
-        ax = _norm_axis(axis, self.ndim, "argmax")
+        ax = _reduce_axis(axis, self.ndim, "argmax")
         if self.data.size == 0:
             raise ValueError(f"argmax of an empty tensor (shape {self.shape})")
         return Tensor(np.argmax(self.data, axis=ax, keepdims=keepdims))
@@ -536,7 +545,9 @@ class Tensor:
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
         d = _norm_axis(dim, self.ndim, "squeeze")
-        return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d + 1:])
+        if self.ndim == 0 or self.shape[d] != 1:  # a 0-d tensor's dim 0 or -1: nothing to drop
+            return self
+        return self.reshape(self.shape[:d] + self.shape[d + 1:])
 
     def permute(self, *dims) -> "Tensor":
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):

@@ -357,6 +357,10 @@ def split_cifar10(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
             raise TypeError(f"y_{name} must be a 1-d integer array, got {_describe(y)}")
         if len(y) != len(X):
             raise ValueError(f"X_{name} has {len(X)} images but y_{name} has {len(y)} labels")
+        bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES))
+        if bad.size:  # never let a negative label wrap around to the last class later
+            raise ValueError(f"y_{name}: label {y[bad[0]]} at index {bad[0]} is out of range "
+                             f"0..{NUM_CLASSES - 1}")
     if X_train.shape[1:] != X_test.shape[1:]:
         raise ValueError(f"train images {X_train.shape[1:]} and test images {X_test.shape[1:]} "
                          f"differ in shape")

@@ -98,7 +98,8 @@ class DataLoader:
             self._arrays, self._single = _as_arrays((dataset,), "DataLoader"), True
         elif isinstance(dataset, TensorDataset):
             self._arrays, self._single = dataset.arrays, False
-        elif hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
+        elif hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__") \
+                and not isinstance(dataset, (dict, str, bytes)):  # no rows to index 0..n-1
             self._arrays, self._single = None, False
         else:
             raise TypeError(f"DataLoader needs a tuple of arrays, an array or a Dataset with "

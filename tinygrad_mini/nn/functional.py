@@ -53,7 +53,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.ndim == 2 or weight.ndim != 2 or x.ndim == 0:
         return _affine(x, weight, b, wt=True)
     lead = x.shape[:-1]
-    out = _affine(x.reshape(-1, x.shape[-1]), weight, b, wt=True)  # (N..., in) -> (N, in)
+    if x.shape[-1] != weight.shape[1]:  # checked here so the message names x's own shape
+        raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
+                         f"{weight.shape} ({x.shape[-1]} features vs {weight.shape[1]})")
+    n = int(np.prod(lead))  # not -1: that is ambiguous when in_features is 0
+    out = _affine(x.reshape(n, x.shape[-1]), weight, b, wt=True)  # (N..., in) -> (N, in)
     return out.reshape(lead + (weight.shape[0],))
 
 
@@ -115,6 +119,9 @@ def batch_norm(x: Tensor, running_mean, running_var, weight: Tensor | None = Non
         raise ValueError(f"batch_norm: input must be (N, C) or (N, C, L), got shape {x.shape}")
     if x.dtype.kind != "f":
         raise TypeError(f"batch_norm: input must be floating, got dtype {x.dtype}")
+    for name, v, lo, hi in (("momentum", momentum, 0.0, 1.0), ("eps", eps, 0.0, np.inf)):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ValueError(f"batch_norm: {name} must be a number in [{lo}, {hi}], got {v!r}")
     c = x.shape[1]
     axes = (0,) if x.ndim == 2 else (0, 2)
     bshape = (1, c) if x.ndim == 2 else (1, c, 1)
@@ -125,6 +132,9 @@ def batch_norm(x: Tensor, running_mean, running_var, weight: Tensor | None = Non
         if n <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input of shape {x.shape}")
+        for name, arr in (("running_mean", rm), ("running_var", rv)):
+            if arr is not None and not arr.flags.writeable:
+                raise ValueError(f"batch_norm: {name} is read-only; training updates it in place")
         mean = x.mean(axes, keepdims=True)  # (1, C[, 1])
         xc = x - mean
         var = (xc * xc).mean(axes, keepdims=True)  # biased: used to normalise
@@ -141,10 +151,14 @@ def batch_norm(x: Tensor, running_mean, running_var, weight: Tensor | None = Non
         xc = x - Tensor(rm.reshape(bshape))
         var = Tensor(rv.reshape(bshape))
     out = xc * (var + eps) ** -0.5
-    if weight is not None:
-        out = out * as_tensor(weight, "batch_norm weight").reshape(bshape)
-    if bias is not None:
-        out = out + as_tensor(bias, "batch_norm bias").reshape(bshape)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        t = as_tensor(t, f"batch_norm {name}")
+        if t.shape != (c,):
+            raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input "
+                             f"of shape {x.shape}")
+        out = out * t.reshape(bshape) if name == "weight" else out + t.reshape(bshape)
     return out
 
 

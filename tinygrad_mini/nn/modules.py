@@ -336,7 +336,8 @@ class Linear(Module):
             b = gen.uniform(-k, k, self.out_features) if bias else None
         elif init == "normal":
             std = 1e-3 if std is None else std
-            if not isinstance(std, numbers.Real) or isinstance(std, bool) or not std >= 0:
+            if not isinstance(std, numbers.Real) or isinstance(std, bool) \
+                    or not 0 <= std < math.inf:
                 raise ValueError(f"Linear: std must be a number >= 0, got {std!r}")
             w = float(std) * gen.standard_normal(shape)
             b = np.zeros(self.out_features) if bias else None
