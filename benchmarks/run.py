@@ -88,7 +88,7 @@ def _stats(samples: list[float], scale: float = 1e3) -> dict:
 
 def interleaved(contenders: dict[str, Contender], x: np.ndarray, y: np.ndarray, b: Budget
                 ) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Per-step times (s) of each contender; returns them and each contender's first loss."""
+    """Per-step times (s) of each contender, one list per round, and each one's first loss."""
     first_loss, reps = {}, {}
     for name, (step, before) in contenders.items():
         if before:
@@ -102,7 +102,7 @@ def interleaved(contenders: dict[str, Contender], x: np.ndarray, y: np.ndarray, 
             times.append(time.perf_counter() - t0)
         reps[name] = max(1, min(5000, int(b.block_s / min(times))))
         _pause(b)
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    samples: dict[str, list[list[float]]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(b.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
@@ -110,13 +110,19 @@ def interleaved(contenders: dict[str, Contender], x: np.ndarray, y: np.ndarray, 
             if before:
                 before()
             step(x, y)  # untimed: lets a thread-count switch settle
-            out = samples[name]
+            block = []
             for _ in range(reps[name]):
                 t0 = time.perf_counter()
                 step(x, y)
-                out.append(time.perf_counter() - t0)
+                block.append(time.perf_counter() - t0)
+            samples[name].append(block)
             _pause(b)
     return samples, first_loss
+
+
+def paired_ratio(samples: dict, a: str, b: str) -> float:
+    """Median over rounds of (a's median / b's median) within the round: drift cancels."""
+    return float(np.median([np.median(p) / np.median(q) for p, q in zip(samples[a], samples[b])]))
 
 
 def _batch(sizes: list[int], n: int, dtype, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -153,13 +159,15 @@ def bench_steps(b: Budget, nets: list[str], with_torch: bool) -> list[dict]:
             cont = _contenders(params, dt, with_torch, matmuls=key != "d")
             samples, first = interleaved(cont, x, y, b)
             _check_losses(first, key, dt)
-            res = {name: _stats(s) for name, s in samples.items()}
+            res = {name: _stats([t for block in s for t in block]) for name, s in samples.items()}
             row = {"net": key, "sizes": sizes, "batch": n, "dtype": dt, "ms": res,
-                   "first_loss": first, "ratio_numpy": res[TG]["median"] / res[NP]["median"]}
+                   "first_loss": first, "ratio_numpy": res[TG]["median"] / res[NP]["median"],
+                   "paired_ratio_numpy": paired_ratio(samples, TG, NP)}
             best = _best_torch(res)
             if best:
                 row["torch_best"] = best
                 row["ratio_torch"] = res[TG]["median"] / res[best]["median"]
+                row["paired_ratio_torch"] = paired_ratio(samples, TG, best)
             if MM in res:
                 flops = steps.matmul_flops(sizes, n)
                 gf = {name: flops / (r["median"] * 1e-3) / 1e9 for name, r in res.items()}
@@ -388,24 +396,28 @@ def bench_saved(key: str, dt: str) -> dict:
 
 
 def bench_memory(b: Budget) -> dict:
-    """tracemalloc peak of one step, and traced/RSS growth over `mem_steps` steps (must be flat)."""
+    """tracemalloc (numpy reports its buffers to it) from before the model is built: the peak
+    during one step and what stays between steps (params, grads, optimizer scratch), then the
+    traced and RSS growth over `mem_steps` more steps (must be flat)."""
     out: dict = {"steps": b.mem_steps, "per_step": [], "saved_for_backward": []}
     for key in ("a", "c"):
         sizes, n = NETS[key]
-        x, y = _batch(sizes, n, "float32")
+        params = steps.init_params(sizes)
+        param_bytes = sum(w.size + bias.size for w, bias in params) * 4
         for name, make in ((TG, steps.tinygrad_mini_step), (NP, steps.numpy_step)):
-            step = make(steps.init_params(sizes), "float32", LR)
+            gc.collect()
+            tracemalloc.start()
+            x, y = _batch(sizes, n, "float32")
+            step = make(params, "float32", LR)
             for _ in range(3):
                 step(x, y)
             gc.collect()
-            tracemalloc.start()
-            step(x, y)
             tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
             step(x, y)
-            current, peak = tracemalloc.get_traced_memory()
-            row = {"net": key, "contender": name, "step_peak_bytes": peak - base,
-                   "retained_bytes": current - base}
+            resting, peak = tracemalloc.get_traced_memory()
+            row = {"net": key, "contender": name, "param_bytes": param_bytes,
+                   "batch_bytes": x.nbytes + y.nbytes, "step_peak_bytes": peak,
+                   "resting_bytes": resting}
             if key == "a":
                 marks = {}
                 for i in range(1, b.mem_steps + 1):
@@ -417,11 +429,13 @@ def bench_memory(b: Budget) -> dict:
                 row.update({"traced_growth_bytes": last[0] - first[0],
                             "rss_growth_bytes": last[1] - first[1]})
             tracemalloc.stop()
+            del step
             out["per_step"].append(row)
     for key in ("a", "c"):
         for dt in DTYPES:
             out["saved_for_backward"].append(bench_saved(key, dt))
-    out["live_functions_after"] = sum(isinstance(o, ops.Function) for o in gc.get_objects())
+    gc.collect()
+    out["live_functions_after"] = sum(issubclass(type(o), ops.Function) for o in gc.get_objects())
     return out
 
 
@@ -555,7 +569,11 @@ def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cpus']} CPUs; Python {m['python']}, numpy {m['numpy']}, "
              f"torch {m['torch']}, tinygrad_mini {m['tinygrad_mini']} ({m['git']}); "
-             f"mode {res['mode']}; load average {m['loadavg_start']} at start.", ""]
+             f"mode {res['mode']}.", ""]
+    load = (m.get("loadavg_start") or [0.0])[0]
+    if load > 0.75 * (m["cpus"] or 1):
+        lines += [f"**Warning: the machine was busy (1-minute load average {load:.1f} on "
+                  f"{m['cpus']} CPUs at the start): times are inflated and ratios noisy.**", ""]
     if res.get("steps"):
         lines += ["Training step (forward + backward + SGD), ms per step: median (min–max); "
                   "GFLOPS = 2·M·N·K per matmul / median time.", "",
@@ -610,13 +628,15 @@ def markdown(res: dict) -> str:
         lines.append("")
     if res.get("memory"):
         mem = res["memory"]
-        lines += [f"Memory (float32): tracemalloc peak of one step above the steady state; growth "
-                  f"from step 10 to step {mem['steps']}.", "",
-                  "| net | contender | step peak | retained | traced growth | RSS growth |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"Memory (float32, tracemalloc): peak during one step and resting between "
+                  f"steps, both including params and batch; growth from step 10 to step "
+                  f"{mem['steps']}.", "",
+                  "| net | contender | params + batch | step peak | resting | traced growth "
+                  "| RSS growth |", "|---|---|---|---|---|---|---|"]
         for r in mem["per_step"]:
-            lines.append(f"| ({r['net']}) | {r['contender']} | {_mb(r['step_peak_bytes'])} | "
-                         f"{_mb(r['retained_bytes'])} | "
+            lines.append(f"| ({r['net']}) | {r['contender']} | "
+                         f"{_mb(r['param_bytes'] + r['batch_bytes'])} | "
+                         f"{_mb(r['step_peak_bytes'])} | {_mb(r['resting_bytes'])} | "
                          + (f"{r['traced_growth_bytes'] / 1024:.1f} KB | "
                             f"{r['rss_growth_bytes'] / 1024:.0f} KB |"
                             if "traced_growth_bytes" in r else "– | – |"))

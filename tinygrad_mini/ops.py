@@ -337,10 +337,10 @@ class SoftmaxCrossEntropy(Function):
     def forward(self, s):
         n = s.shape[0]
         shifted = s - s.max(axis=1, keepdims=True)  # (N, C)
-        e = np.exp(shifted)
+        picked = shifted[np.arange(n), self.target]  # (N,)
+        e = np.exp(shifted, out=shifted)  # shifted is not needed past this line
         sum_e = e.sum(axis=1, keepdims=True)  # (N, 1)
-        rows = np.arange(n)
-        losses = np.log(sum_e[:, 0]) - shifted[rows, self.target]  # (N,)
+        losses = np.log(sum_e[:, 0]) - picked  # (N,)
         self.probs = e
         self.probs /= sum_e
         if self.reduction == "none":
@@ -355,6 +355,5 @@ class SoftmaxCrossEntropy(Function):
         else:
             scale = grad / n if self.reduction == "mean" else grad
         d = self.probs * scale  # (N, C)
-        rows = np.arange(n)
-        d[rows, self.target] -= scale[:, 0] if self.reduction == "none" else scale
+        d[np.arange(n), self.target] -= scale[:, 0] if self.reduction == "none" else scale
         return (d,)
