@@ -1,4 +1,4 @@
-"""nets on tinygrad_mini: TwoLayerNetTG against the closed-form net, and MLP against numpy and torch."""
+"""nets on tinygrad_mini: TwoLayerNetTG against the closed-form net; MLP against numpy and torch."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
