@@ -91,8 +91,9 @@ class ReLU(Function):
         return self.out
 
     def backward(self, grad):
-        # sign(out) is 1 where x > 0, 0 where x <= 0 and NaN where x is NaN
-        return (grad * np.sign(self.out),)
+        d = np.sign(self.out)  # 1 where x > 0, 0 where x <= 0 and NaN where x is NaN
+        d *= grad
+        return (d,)
 
 
 class LeakyReLU(Function):
