@@ -16,19 +16,18 @@ import platform
 import subprocess
 import sys
 import time
-import tracemalloc
 from typing import Callable
 
 import numpy as np
 
 import tinygrad_mini as tm
-from tinygrad_mini import ops
 from tinygrad_mini._io import atomic_write
 from tinygrad_mini.nn import functional as F
 
 if __package__:
-    from . import steps
+    from . import memory, steps
 else:  # `python benchmarks/run.py`: this file's folder is sys.path[0]
+    import memory
     import steps
 
 try:
@@ -36,12 +35,7 @@ try:
 except ImportError:  # the optional extra: `pip install -e ".[torch]"`
     torch = None
 
-NETS = {  # name: (layer widths, batch size)
-    "a": ([3072, 80, 10], 200),
-    "b": ([3072, 500, 10], 200),
-    "c": ([3072, 512, 256, 128, 10], 256),
-    "d": ([16, 8, 3], 8),
-}
+NETS = steps.NETS
 DTYPES = ("float32", "float64")
 LR = 1e-3
 TG, NP, MM = "tinygrad_mini", "numpy", "matmuls only"
@@ -125,11 +119,6 @@ def paired_ratio(samples: dict, a: str, b: str) -> float:
     return float(np.median([np.median(p) / np.median(q) for p, q in zip(samples[a], samples[b])]))
 
 
-def _batch(sizes: list[int], n: int, dtype, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
-
-
 def _contenders(params, dtype, with_torch: bool, matmuls: bool) -> dict[str, Contender]:
     c: dict[str, Contender] = {TG: (steps.tinygrad_mini_step(params, dtype, LR), None),
                                NP: (steps.numpy_step(params, dtype, LR), None)}
@@ -155,7 +144,7 @@ def bench_steps(b: Budget, nets: list[str], with_torch: bool) -> list[dict]:
         sizes, n = NETS[key]
         for dt in DTYPES:
             params = steps.init_params(sizes)
-            x, y = _batch(sizes, n, dt)
+            x, y = steps.batch(sizes, n, dt)
             cont = _contenders(params, dt, with_torch, matmuls=key != "d")
             samples, first = interleaved(cont, x, y, b)
             _check_losses(first, key, dt)
@@ -337,105 +326,24 @@ def bench_chain(b: Budget, with_torch: bool) -> dict:
 
 # ---------------------------------------------------------------- memory
 
-def _rss_bytes() -> int:
-    """Resident set size now (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def _root(a: np.ndarray) -> np.ndarray:
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
-
-
-def saved_for_backward(loss: tm.Tensor) -> list[np.ndarray]:
-    """The distinct arrays (by underlying buffer) the graph's Function nodes hold for backward."""
-    seen_fn, seen_buf, arrays = set(), set(), []
-    stack = [loss._ctx]
-    while stack:
-        fn = stack.pop()
-        if not isinstance(fn, ops.Function) or id(fn) in seen_fn:
-            continue
-        seen_fn.add(id(fn))
-        for v in vars(fn).values():
-            if isinstance(v, np.ndarray) and id(_root(v)) not in seen_buf:
-                seen_buf.add(id(_root(v)))
-                arrays.append(v)
-        stack.extend(fn.srcs)
-    return arrays
-
-
-def bench_saved(key: str, dt: str) -> dict:
-    """Bytes a forward pass keeps for backward, split by kind, against the closed form's minimum:
-    the hidden activations (which also give the ReLU masks), the softmax probabilities, the labels.
-    """
-    sizes, n = NETS[key]
-    x, y = _batch(sizes, n, dt)
-    model = steps.tinygrad_mini_model(steps.init_params(sizes), dt)
-    params = [p.data for p in model.parameters()]
-    loss = F.cross_entropy(model(tm.Tensor(x)), y)
-    kinds = {"parameters": 0, "input batch": 0, "labels": 0, "activations": 0}
-    for a in saved_for_backward(loss):
-        nbytes = _root(a).nbytes
-        if any(np.shares_memory(a, p) for p in params):
-            kinds["parameters"] += nbytes
-        elif np.shares_memory(a, x):
-            kinds["input batch"] += nbytes
-        elif np.shares_memory(a, y) or a.dtype.kind in "iu":
-            kinds["labels"] += nbytes
-        else:
-            kinds["activations"] += nbytes
-    item = np.dtype(dt).itemsize
-    minimum = sum(n * h * item for h in sizes[1:-1]) + n * sizes[-1] * item
-    return {"net": key, "dtype": dt, "held_bytes": kinds, "minimum_activation_bytes": minimum,
-            "activations_vs_minimum": kinds["activations"] / minimum}
-
-
 def bench_memory(b: Budget) -> dict:
-    """tracemalloc (numpy reports its buffers to it) from before the model is built: the peak
-    during one step and what stays between steps (params, grads, optimizer scratch), then the
-    traced and RSS growth over `mem_steps` more steps (must be flat)."""
+    """Each contender's memory probe in a fresh process (benchmarks/memory.py), and the arrays a
+    forward pass keeps for backward against the closed form's minimum."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p))
     out: dict = {"steps": b.mem_steps, "per_step": [], "saved_for_backward": []}
-    for key in ("a", "c"):
-        sizes, n = NETS[key]
-        params = steps.init_params(sizes)
-        param_bytes = sum(w.size + bias.size for w, bias in params) * 4
-        for name, make in ((TG, steps.tinygrad_mini_step), (NP, steps.numpy_step)):
-            gc.collect()
-            tracemalloc.start()
-            x, y = _batch(sizes, n, "float32")
-            step = make(params, "float32", LR)
-            for _ in range(3):
-                step(x, y)
-            gc.collect()
-            tracemalloc.reset_peak()
-            step(x, y)
-            resting, peak = tracemalloc.get_traced_memory()
-            row = {"net": key, "contender": name, "param_bytes": param_bytes,
-                   "batch_bytes": x.nbytes + y.nbytes, "step_peak_bytes": peak,
-                   "resting_bytes": resting}
-            if key == "a":
-                marks = {}
-                for i in range(1, b.mem_steps + 1):
-                    step(x, y)
-                    if i in (10, b.mem_steps):
-                        gc.collect()
-                        marks[i] = (tracemalloc.get_traced_memory()[0], _rss_bytes())
-                first, last = marks[10], marks[b.mem_steps]
-                row.update({"traced_growth_bytes": last[0] - first[0],
-                            "rss_growth_bytes": last[1] - first[1]})
-            tracemalloc.stop()
-            del step
-            out["per_step"].append(row)
+    for key, n_steps in (("a", b.mem_steps), ("c", max(10, b.mem_steps // 10))):
+        for name in (TG, NP):
+            run = subprocess.run([sys.executable, "-m", "benchmarks.memory", key, name,
+                                  str(n_steps)], cwd=root, env=env, capture_output=True,
+                                 text=True)
+            if run.returncode:
+                raise RuntimeError(f"memory probe ({key}, {name}) failed:\n{run.stderr}")
+            out["per_step"].append(json.loads(run.stdout))
     for key in ("a", "c"):
         for dt in DTYPES:
-            out["saved_for_backward"].append(bench_saved(key, dt))
-    gc.collect()
-    out["live_functions_after"] = sum(issubclass(type(o), ops.Function) for o in gc.get_objects())
+            out["saved_for_backward"].append(memory.saved_report(key, dt))
     return out
 
 
@@ -467,7 +375,7 @@ def bench_soak(b: Budget) -> dict:
             _pause(b)
         done += per_window
         gc.collect()
-        rss.append(_rss_bytes())
+        rss.append(memory.rss_bytes())
     ratio = [t / u for t, u in zip(windows[TG], windows[NP])]
     third = max(1, n_windows // 3)
     return {"steps": per_window * n_windows, "windows": n_windows, "window_median_ms": windows,
@@ -553,10 +461,10 @@ def targets(res: dict) -> list[dict]:
     mem = res.get("memory")
     if mem:
         for row in mem["per_step"]:
-            if "traced_growth_bytes" in row and row["contender"] == TG:
+            if row["contender"] == TG:
                 g = row["traced_growth_bytes"]
-                add(f"memory flat over {mem['steps']} steps (traced growth ≤ 64 KB)", g / 1024,
-                    64, "{:.1f} KB", g <= 64 * 1024)
+                add(f"({row['net']}) memory flat over {row['steps']} steps (traced growth ≤ 64 KB)",
+                    g / 1024, 64, "{:.1f} KB", g <= 64 * 1024)
         worst = max(r["activations_vs_minimum"] for r in mem["saved_for_backward"])
         add("saved for backward ≤ closed-form minimum", worst, 1.0, "{:.2f}× minimum",
             worst <= 1.0)
@@ -635,18 +543,20 @@ def markdown(res: dict) -> str:
         lines.append("")
     if res.get("memory"):
         mem = res["memory"]
-        lines += [f"Memory (float32, tracemalloc): peak during one step and resting between "
-                  f"steps, both including params and batch; growth from step 10 to step "
-                  f"{mem['steps']}.", "",
-                  "| net | contender | params + batch | step peak | resting | traced growth "
-                  "| RSS growth |", "|---|---|---|---|---|---|---|"]
+        lines += ["Memory of a float32 step, each contender in a fresh process. tracemalloc: the "
+                  "peak during one step and what stays between steps (params, batch, grads, "
+                  "optimizer buffers); RSS: resident growth over building and 10 steps. Growth "
+                  "is measured over the next `steps` steps.", "",
+                  "| net | contender | params + batch | step peak | resting | RSS after 10 steps "
+                  "| steps | traced growth | RSS growth | graph nodes left |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in mem["per_step"]:
             lines.append(f"| ({r['net']}) | {r['contender']} | "
                          f"{_mb(r['param_bytes'] + r['batch_bytes'])} | "
                          f"{_mb(r['step_peak_bytes'])} | {_mb(r['resting_bytes'])} | "
-                         + (f"{r['traced_growth_bytes'] / 1024:.1f} KB | "
-                            f"{r['rss_growth_bytes'] / 1024:.0f} KB |"
-                            if "traced_growth_bytes" in r else "– | – |"))
+                         f"{_mb(r['rss_after_10_steps'])} | {r['steps']} | "
+                         f"{r['traced_growth_bytes'] / 1024:.1f} KB | "
+                         f"{r['rss_growth_bytes'] / 1024:.0f} KB | {r['live_function_nodes']} |")
         lines += ["", "Kept for backward by a forward pass (bytes held by the graph's Function "
                   "nodes; parameters and the input batch are referenced, not copied).", "",
                   "| net | dtype | activations | closed-form minimum | ratio | parameters "

@@ -15,12 +15,25 @@ from tinygrad_mini.nn import functional as F
 Params = list  # [(W (out, in), b (out,)), ...] in float64: every contender starts from these
 Step = Callable[[np.ndarray, np.ndarray], object]
 
+NETS = {  # name: (layer widths, batch size)
+    "a": ([3072, 80, 10], 200),
+    "b": ([3072, 500, 10], 200),
+    "c": ([3072, 512, 256, 128, 10], 256),
+    "d": ([16, 8, 3], 8),
+}
+
 
 def init_params(sizes: list[int], seed: int = 0) -> Params:
     """He-initialised weights (out, in) and small biases for the layer widths `sizes`."""
     rng = np.random.default_rng(seed)
     return [(rng.standard_normal((d_out, d_in)) * np.sqrt(2.0 / d_in),
              0.01 * rng.standard_normal(d_out)) for d_in, d_out in zip(sizes, sizes[1:])]
+
+
+def batch(sizes: list[int], n: int, dtype, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A random input batch (N, D) of `dtype` and int64 labels (N,)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
 
 
 def matmul_flops(sizes: list[int], n: int) -> int:
