@@ -75,11 +75,15 @@ def tinygrad_mini_step(params: Params, dtype, lr: float) -> Step:
 
 # ---------------------------------------------------------------- numpy, closed form
 
-def numpy_step(params: Params, dtype, lr: float) -> Step:
-    """The closed-form step as well as numpy allows: C-contiguous W (out, in) used through
-    transposed views (BLAS reads them without a copy), bias, ReLU, softmax and the SGD update in
-    place, the ReLU mask taken from the saved activation, no gradient for the input batch."""
-    ws = [np.ascontiguousarray(w, dtype=dtype) for w, _ in params]
+def numpy_step(params: Params, dtype, lr: float, w_in_out: bool = False) -> Step:
+    """The closed-form step as well as numpy allows: C-contiguous weights used through transposed
+    views (BLAS reads them without a copy), bias, ReLU, softmax and the SGD update in place, the
+    ReLU mask taken from the saved activation, no gradient for the input batch.
+
+    W is stored (out, in) as torch and nn.Linear store it, or (in, out) when `w_in_out`: the
+    layout decides which BLAS transposes run, and either can be the faster one.
+    """
+    ws = [np.ascontiguousarray(w.T if w_in_out else w, dtype=dtype) for w, _ in params]
     bs = [np.array(b, dtype=dtype) for _, b in params]
     last, scalar = len(ws) - 1, np.dtype(dtype).type
 
@@ -88,7 +92,7 @@ def numpy_step(params: Params, dtype, lr: float) -> Step:
         rows = np.arange(n)
         acts = [x]
         for i, (w, b) in enumerate(zip(ws, bs)):
-            h = acts[-1] @ w.T  # (N, D) @ (D, H) -> (N, H)
+            h = acts[-1] @ (w if w_in_out else w.T)  # (N, D) @ (D, H) -> (N, H)
             h += b
             if i < last:
                 np.maximum(h, 0, out=h)
@@ -105,10 +109,13 @@ def numpy_step(params: Params, dtype, lr: float) -> Step:
         d = s
         for i in range(last, -1, -1):
             a = acts[i]
-            dw = d.T @ a  # (H, N) @ (N, D) -> (H, D)
+            if w_in_out:
+                dw = a.T @ d  # (D, N) @ (N, H) -> (D, H)
+            else:
+                dw = d.T @ a  # (H, N) @ (N, D) -> (H, D)
             db = d.sum(axis=0)
             if i:
-                d = d @ ws[i]  # (N, H) @ (H, D) -> (N, D)
+                d = d @ (ws[i].T if w_in_out else ws[i])  # (N, H) @ (H, D) -> (N, D)
                 d *= a > 0
             dw *= scalar(lr)
             ws[i] -= dw
