@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 from typing import Any, Callable, Sequence
 
@@ -543,7 +544,7 @@ def write_plot(path: str, history: dict, weights: np.ndarray, title: str) -> Non
     ax_w.imshow(weight_grid(weights))
     ax_w.set_axis_off()
     ax_w.set_title(f"first-layer weights ({min(len(weights), 100)} of {len(weights)} units)")
-    fig.suptitle(title)
+    fig.suptitle("\n".join(textwrap.fill(line, 110) for line in title.split("\n")))
     fig.tight_layout()
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=90)
@@ -638,8 +639,9 @@ def run_sweep(cfg: dict, args, parser, data: Data, progress: bool) -> tuple:
 # ---------------------------------------------------------------- main
 
 def _fmt_cfg(cfg: dict, sep: str = " ") -> str:
-    length = f"{cfg['iters']} iterations" if cfg["iters"] is not None else \
-        f"{cfg['epochs']} epochs"
+    n, unit = (cfg["iters"], "iteration") if cfg["iters"] is not None else (cfg["epochs"],
+                                                                            "epoch")
+    length = f"{n} {unit}{'' if n == 1 else 's'}"
     extra = ""
     if cfg["model"] == "mlp":
         extra = f", {cfg['activation']}" + (f", dropout {cfg['dropout']}" if cfg["dropout"] else
