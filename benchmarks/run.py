@@ -157,7 +157,8 @@ def bench_steps(b: Budget, nets: list[str], with_torch: bool) -> list[dict]:
             row = {"net": key, "sizes": sizes, "batch": n, "dtype": dt, "ms": res,
                    "first_loss": first, "numpy_best": fastest_np,
                    "ratio_numpy": res[TG]["median"] / res[fastest_np]["median"],
-                   "paired_ratio_numpy": paired_ratio(samples, TG, fastest_np)}
+                   "paired_ratio_numpy": paired_ratio(samples, TG, fastest_np),
+                   "ratio_numpy_same_layout": res[TG]["median"] / res[NP]["median"]}
             best = _fastest(res, "torch")
             if best:
                 row["torch_best"] = best
