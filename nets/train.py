@@ -470,6 +470,13 @@ def train(model: Module, opt, sched, data: Data, cfg: dict, state: RunState,
           save_path: str | None = None, progress: bool = True,
           log: Callable[[str], None] | None = None) -> RunState:
     """Run from state.iteration to the configured total; raises TrainingDiverged on NaN/inf."""
+    # overflow on the way to a NaN loss is reported once, by TrainingDiverged, not as warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(model, opt, sched, data, cfg, state, save_path, progress, log)
+
+
+def _train(model: Module, opt, sched, data: Data, cfg: dict, state: RunState,
+           save_path: str | None, progress: bool, log: Callable[[str], None] | None) -> RunState:
     n = len(data.X_train)
     ipe, total = iters_per_epoch(n, cfg), total_iters(n, cfg)
     n_epochs = math.ceil(total / ipe)

@@ -611,17 +611,18 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
 
 def affine(x: Tensor, w: Tensor, b: Tensor | None = None, *, wt: bool = False) -> Tensor:
     """x @ w + b (w (D, H)), or x @ w.T + b with w (H, D) when wt; one fused primitive."""
+    op = "linear" if wt else "affine"  # errors name the function the user called
     if x.ndim != 2 or w.ndim != 2:
-        raise ValueError(f"affine needs a 2-D input and a 2-D weight, got shapes {x.shape} and "
+        raise ValueError(f"{op} needs a 2-D input and a 2-D weight, got shapes {x.shape} and "
                          f"{w.shape}")
     d_in, h = (w.shape[1], w.shape[0]) if wt else w.shape
     if x.shape[1] != d_in:
-        raise ValueError(f"affine: input of shape {x.shape} does not match weight of shape "
+        raise ValueError(f"{op}: input of shape {x.shape} does not match weight of shape "
                          f"{w.shape} ({x.shape[1]} features vs {d_in})")
     if b is None:
         return _apply(ops.Affine(wt), x, w)
     if b.shape != (h,):
-        raise ValueError(f"affine: bias of shape {b.shape} does not match weight of shape {w.shape} "
+        raise ValueError(f"{op}: bias of shape {b.shape} does not match weight of shape {w.shape} "
                          f"(expected ({h},))")
     return _apply(ops.Affine(wt), x, w, b)
 
