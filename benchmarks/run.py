@@ -608,8 +608,8 @@ SECTIONS = ("steps", "epoch", "overhead", "memory", "soak")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="fewer rounds, a 4,900-row epoch, a 1,000-step soak (a few minutes; "
-                         "the full run takes about ten)")
+                    help="fewer rounds, a 4,900-row epoch, a 1,000-step soak (under two "
+                         "minutes on a quiet 2-core machine; the full run takes about five)")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "results.json"),
                     help="where to write the JSON record (default: benchmarks/results.json)")
