@@ -23,6 +23,7 @@ from tinygrad_mini import no_grad, nn, optim
 from tinygrad_mini._io import atomic_write
 from tinygrad_mini.data import (DataLoader, cifar10_path, load_cifar10, sample_batches,
                                 split_cifar10)
+from tinygrad_mini.data import CIFAR10Split as Data  # the split the run trains on
 from tinygrad_mini.nn import Module, Parameter
 
 from .mlp import ACTIVATIONS, MLP
@@ -221,21 +222,7 @@ def resolve_config(args: argparse.Namespace, parser, saved: dict | None = None) 
 
 # ---------------------------------------------------------------- data
 
-@dataclasses.dataclass
-class Data:
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    X_test_full: np.ndarray
-    y_test_full: np.ndarray
-    mean_image: np.ndarray | None
-    source: str
-
-
-def load_data(cfg: dict, data_path: str | None, progress: bool) -> Data:
+def load_data(cfg: dict, data_path: str | None, progress: bool) -> tuple[Data, str]:
     """The reference split: train = first rows, validation = the last val_size rows of the
     training batches (so --subset never changes it), test = the first test_size test rows."""
     try:
@@ -257,9 +244,7 @@ def load_data(cfg: dict, data_path: str | None, progress: bool) -> Data:
         y_all = np.concatenate([y_all[:n_train], y_all[total - val:]])
     s = split_cifar10(X_all, y_all, X_test, y_test, num_training=n_train, num_validation=val,
                       num_test=cfg["test_size"], normalize=cfg["normalize"])
-    mean = None if s.mean_image is None else s.mean_image.reshape(-1)
-    return Data(s.X_train, s.y_train, s.X_val, s.y_val, s.X_test, s.y_test, s.X_test_full,
-                s.y_test_full, mean, str(path))
+    return s, str(path)
 
 
 # ---------------------------------------------------------------- models
@@ -424,7 +409,8 @@ def save_checkpoint(path: str, cfg: dict, model: Module, opt, sched, state: RunS
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "sampler_rng": state.sampler_rng,
             "dropout_rng": model.rng.bit_generator.state if isinstance(model, MLP) else None,
-            "history": state.history, "mean_image": data.mean_image}
+            "history": state.history,
+            "mean_image": None if data.mean_image is None else data.mean_image.reshape(-1)}
     nn.save(ckpt, path)
 
 
@@ -696,9 +682,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(cfg: dict, args, parser, ckpt: dict | None, progress: bool, t_start: float) -> int:
     _log(f"config: {_fmt_cfg(cfg)}")
     t0 = time.perf_counter()
-    data = load_data(cfg, args.data, progress)
+    data, source = load_data(cfg, args.data, progress)
     t_data = time.perf_counter() - t0
-    _log(f"data: {data.source}: {len(data.X_train)} train / {len(data.X_val)} validation / "
+    _log(f"data: {source}: {len(data.X_train)} train / {len(data.X_val)} validation / "
           f"{len(data.X_test)} test images (+{len(data.X_test_full)} for test_acc_10k), "
           f"loaded in {t_data:.1f} s")
     t0 = time.perf_counter()
@@ -759,7 +745,7 @@ def _run(cfg: dict, args, parser, ckpt: dict | None, progress: bool, t_start: fl
                    "num_val": len(data.X_val), "num_test": len(data.X_test),
                    "num_test_full": len(data.X_test_full), "num_train": len(data.X_train),
                    "iterations": n_iter, "epochs": len(state.history["val_acc"]),
-                   "config": cfg, "data": data.source, "resumed_from": args.resume,
+                   "config": cfg, "data": source, "resumed_from": args.resume,
                    "checkpoint": args.save, "history": state.history,
                    "timings": {"data_s": t_data, "train_s": t_train, "eval_s": t_eval,
                                "total_s": time.perf_counter() - t_start}}

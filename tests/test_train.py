@@ -159,7 +159,7 @@ def test_json_summary_matches_a_recomputation_from_the_checkpoint(archive, tmp_p
 
     # recompute the accuracies from the saved weights and the same split
     cfg = json.loads(js.read_text())["config"]
-    data = T.load_data(cfg, str(archive), progress=False)
+    data, _ = T.load_data(cfg, str(archive), progress=False)
     net = TwoLayerNet(3072, 8, 10)
     ckpt = nn.load(ck)
     net.params = {k: ckpt["model"][k] for k in ("W1", "b1", "W2", "b2")}
