@@ -69,6 +69,11 @@ Contender = tuple  # (step, hook run before each timed block, or None)
 
 # ---------------------------------------------------------------- timing
 
+def _rotation(names: list, r: int) -> list:
+    """The contenders in round r, each round starting one later, so drift hits all alike."""
+    return names[r % len(names):] + names[:r % len(names)]
+
+
 def _pause(b: Budget) -> None:
     time.sleep(b.pause_s)
 
@@ -99,7 +104,7 @@ def interleaved(contenders: dict[str, Contender], x: np.ndarray, y: np.ndarray, 
     samples: dict[str, list[list[float]]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(b.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in _rotation(names, r):
             step, before = contenders[name]
             if before:
                 before()
@@ -218,7 +223,7 @@ def bench_epoch(b: Budget, with_torch: bool) -> list[dict]:
         times: dict[str, list[float]] = {name: [] for name in cont}
         names = list(cont)
         for r in range(b.epoch_rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in _rotation(names, r):
                 step, before = cont[name]
                 if before:
                     before()
