@@ -1,5 +1,5 @@
 """tinygrad_mini.testing: the strategies keep their promises, and assert_grads_match passes a right
-hand derivation and finds (and shrinks) a counterexample for wrong ones."""
+hand derivation and finds (and shrinks, unless shrink=False) a counterexample for wrong ones."""
 from __future__ import annotations
 
 import subprocess
@@ -158,8 +158,9 @@ def test_missing_mean_is_found_and_shrunk_to_two_samples():
 @pytest.mark.parametrize("mistake, names", [("mask_on_output", {"W1", "b1"}),
                                             ("bias_reg", {"b1"}), ("w1_with_w2_reg", {"W1"})])
 def test_wrong_derivations_are_found(mistake, names):
+    """Found, not shrunk (shrinking is tested above): no assertion here needs a small example."""
     with pytest.raises(GradientMismatch) as info:
-        assert_grads_match(loss, _with(mistake), two_layer_problem())
+        assert_grads_match(loss, _with(mistake), two_layer_problem(), shrink=False)
     assert info.value.name in names
     assert repr(info.value.name) in str(info.value)
     if mistake in ("bias_reg", "w1_with_w2_reg"):
@@ -168,7 +169,30 @@ def test_wrong_derivations_are_found(mistake, names):
 
 def test_wrong_gradient_shape_is_reported():
     with pytest.raises(GradientMismatch, match=r"'b2' has shape \(1, \d\) but the input has shape"):
-        assert_grads_match(loss, _with("keepdims_bias"), two_layer_problem())
+        assert_grads_match(loss, _with("keepdims_bias"), two_layer_problem(), shrink=False)
+
+
+def test_without_shrinking_the_first_failing_example_is_reported():
+    """shrink=False: the mistake still fails, and the report is the first example it failed on:
+    every example tried before it passed, and after it only its replay ran (no smaller ones)."""
+    seen = []
+
+    def recorded(**kw):
+        seen.append({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kw.items()})
+        return grads(**kw, mistake="no_mean")
+
+    with pytest.raises(GradientMismatch) as info:
+        assert_grads_match(loss, recorded, two_layer_problem(), shrink=False)
+    example = info.value.example
+
+    def is_reported(kw):
+        return all(np.array_equal(kw[k], example[k]) for k in example)
+
+    first = next(i for i, kw in enumerate(seen) if is_reported(kw))
+    assert all(is_reported(kw) for kw in seen[first:])
+    for kw in seen[:first]:
+        assert_grads_match_at(loss, _with("no_mean"), kw)
+    assert info.value.name in {"W1", "b1", "W2", "b2"} and len(example["y"]) >= 2
 
 
 # ---------------------------------------------------------------- other call forms

@@ -273,7 +273,8 @@ def assert_grads_match_at(forward_fn: Callable[..., Tensor], closed_form_fn: Cal
 
 def assert_grads_match(forward_fn: Callable[..., Tensor], closed_form_fn: Callable[..., Any],
                        inputs, *, wrt: Sequence | None = None, rtol: float = 1e-7,
-                       atol: float = 1e-10, max_examples: int | None = None) -> None:
+                       atol: float = 1e-10, max_examples: int | None = None,
+                       shrink: bool = True) -> None:
     """Search (with hypothesis) for inputs where your hand-derived gradients disagree with autograd.
 
     forward_fn: Tensors in, scalar Tensor out. Floating arrays arrive as float64 Tensors, other
@@ -287,6 +288,9 @@ def assert_grads_match(forward_fn: Callable[..., Tensor], closed_form_fn: Callab
     failure, raises GradientMismatch (an AssertionError) for the shrunk example: which gradient,
     worst index, both values, relative error and the inputs. Call it from a plain test function,
     not inside @given.
+    shrink=False turns hypothesis' shrink phase off: the first failing example is reported as it
+      was found (larger, but at once; shrinking costs seconds per failure). For a fast red test
+      while you fix a derivation, or in a suite that sends known-wrong derivations through here.
     """
     strategy = _as_strategy(inputs)
     # one shrunk counterexample, not an ExceptionGroup when two gradients are wrong
@@ -296,8 +300,8 @@ def assert_grads_match(forward_fn: Callable[..., Tensor], closed_form_fn: Callab
     if max_examples is not None:
         overrides["max_examples"] = max_examples
     # the explain phase traces every line run; the report below already says what went wrong
-    overrides["phases"] = [p for p in hypothesis.settings().phases
-                           if p != hypothesis.Phase.explain]
+    dropped = {hypothesis.Phase.explain} | (set() if shrink else {hypothesis.Phase.shrink})
+    overrides["phases"] = [p for p in hypothesis.settings().phases if p not in dropped]
 
     @hypothesis.settings(hypothesis.settings(), **overrides)
     @hypothesis.given(strategy)
