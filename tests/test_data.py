@@ -210,6 +210,51 @@ def test_truncated_archive_is_an_error(tmp_path, archive, cut):
     assert str(path) in str(info.value)
 
 
+def _truncated(archive, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(archive[0].read_bytes()[:200])
+    return path
+
+
+@pytest.mark.parametrize("how", ["root", "env", "read_batches"])
+def test_a_bad_file_of_yours_is_described_not_deleted(tmp_path, archive, monkeypatch, how):
+    """Your own file (root, $TINYGRAD_MINI_DATA, read_batches): say what a valid one is; never
+    advise deleting it."""
+    path = _truncated(archive, tmp_path / "mine" / "cifar-10-python.tar.gz")
+    with pytest.raises(ValueError) as info:
+        if how == "root":
+            load_cifar10(path)
+        elif how == "env":
+            monkeypatch.setenv("TINYGRAD_MINI_DATA", str(path))
+            CIFAR10(train=False)
+        else:
+            read_batches(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: not a readable CIFAR-10 archive, truncated or corrupt (")
+    assert "expected the official python version, cifar-10-python.tar.gz (https://www.cs." in msg
+    assert "or the cifar-10-batches-py/ folder extracted from it" in msg
+    assert "delete" not in msg and path.read_bytes()  # still there
+
+
+@pytest.mark.parametrize("how", ["cache_dir", "env_cache", "default_cache"])
+def test_a_bad_archive_in_the_download_cache_is_to_be_deleted(tmp_path, archive, monkeypatch,
+                                                              how):
+    """The library's own copy: deleting it makes the next load download a fresh one."""
+    cache = tmp_path / "cache" if how != "default_cache" else tmp_path / "home/.cache/tinygrad_mini"
+    path = _truncated(archive, cache / "cifar-10-python.tar.gz")
+    if how == "env_cache":
+        monkeypatch.setenv("TINYGRAD_MINI_CACHE", str(cache))
+    kwargs = {"cache_dir": cache} if how == "cache_dir" else {}
+    with pytest.raises(ValueError) as info:
+        load_cifar10(download=False, **kwargs)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: not a readable CIFAR-10 archive, truncated or corrupt (")
+    assert msg.endswith("it is the download cache's copy: delete it and the next load "
+                        "downloads it again")
+    with pytest.raises(ValueError, match="delete it"):
+        read_batches(path) if how != "cache_dir" else CIFAR10(cache_dir=cache, download=False)
+
+
 @pytest.mark.parametrize("where", [0.3, 0.6, 0.9])
 def test_corrupted_archive_is_an_error(tmp_path, archive, where):
     blob = bytearray(archive[0].read_bytes())

@@ -175,7 +175,18 @@ class _GunzipStream(io.RawIOBase):
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error)
 
 
-def _read_archive(path: pathlib.Path, names: tuple[str, ...]) -> dict:
+def _bad_archive_advice(path: pathlib.Path, cache_dir: str | os.PathLike | None) -> str:
+    """The cache's own archive is downloaded again once deleted; any other file is the user's,
+    so say what a valid one is instead of telling them to delete it."""
+    cache = default_cache_dir() if cache_dir is None else pathlib.Path(cache_dir).expanduser()
+    if path.resolve() == (cache / ARCHIVE_NAME).resolve():
+        return "it is the download cache's copy: delete it and the next load downloads it again"
+    return (f"expected the official python version, {ARCHIVE_NAME} ({URL}, md5 {MD5}), or the "
+            f"{FOLDER_NAME}/ folder extracted from it")
+
+
+def _read_archive(path: pathlib.Path, names: tuple[str, ...],
+                  cache_dir: str | os.PathLike | None) -> dict:
     found: dict = {}
     try:
         with open(path, "rb") as raw:
@@ -193,7 +204,8 @@ def _read_archive(path: pathlib.Path, names: tuple[str, ...]) -> dict:
                 pass
     except _ARCHIVE_ERRORS as e:
         raise ValueError(f"{path}: not a readable CIFAR-10 archive, truncated or corrupt "
-                         f"({type(e).__name__}: {e}); delete it and get it again") from e
+                         f"({type(e).__name__}: {e}); {_bad_archive_advice(path, cache_dir)}") \
+            from e
     missing = [n for n in names if n not in found]
     if missing:
         raise ValueError(f"{path}: the archive has no batch file(s) {missing} "
@@ -205,12 +217,18 @@ def read_batches(path: str | os.PathLike, names: tuple[str, ...] = TRAIN_BATCHES
                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{name: (data uint8 (N, 3072), labels int64 (N,))} for the named batch files of a
     `cifar-10-batches-py` folder or a tar archive (.tar.gz/.tar/...) holding one."""
+    return _read_batches(path, names, None)
+
+
+def _read_batches(path: str | os.PathLike, names: tuple[str, ...],
+                  cache_dir: str | os.PathLike | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """read_batches; cache_dir (None: the default) only decides the advice for a bad archive."""
     path = pathlib.Path(path)
     unknown = [n for n in names if n not in _BATCH_NAMES - {"batches.meta"}]
     if unknown or not names:
         raise ValueError(f"names must be among {TRAIN_BATCHES + (TEST_BATCH,)}, got {names!r}")
     if not path.is_dir():
-        return _read_archive(path, tuple(names))
+        return _read_archive(path, tuple(names), cache_dir)
     batches = {}
     for name in names:
         file = path / name
@@ -230,7 +248,7 @@ def load_cifar10(root: str | os.PathLike | None = None, *, flatten: bool = False
     see `cifar10_path`."""
     path = cifar10_path(root, cache_dir=cache_dir, download=download, url=url, md5=md5,
                         timeout=timeout, progress=progress)
-    batches = read_batches(path)
+    batches = _read_batches(path, TRAIN_BATCHES + (TEST_BATCH,), cache_dir)
     shape = (-1, ROW_SIZE) if flatten else (-1,) + IMAGE_SHAPE
     X_train = np.concatenate([batches[n][0] for n in TRAIN_BATCHES]).reshape(shape)
     y_train = np.concatenate([batches[n][1] for n in TRAIN_BATCHES])
@@ -252,7 +270,7 @@ class CIFAR10:
         path = cifar10_path(root, cache_dir=cache_dir, download=download, url=url, md5=md5,
                             timeout=timeout, progress=progress)
         names = TRAIN_BATCHES if train else (TEST_BATCH,)
-        batches = read_batches(path, names)
+        batches = _read_batches(path, names, cache_dir)
         self.data = np.concatenate([batches[n][0] for n in names]).reshape((-1,) + IMAGE_SHAPE)
         self.targets = np.concatenate([batches[n][1] for n in names])
         self.train, self.transform, self.target_transform = train, transform, target_transform
