@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
       "always uses the whole test batch)")
     a("--save", metavar="CKPT", help="write a checkpoint after every epoch and at the end")
     a("--resume", metavar="CKPT", help="continue a run from its checkpoint, bit-exactly")
-    a("--plot", metavar="PNG", help="write loss/accuracy curves and first-layer weights")
+    a("--plot", metavar="FILE", help="write loss/accuracy curves and first-layer weights, in "
+      "the format its suffix names (.png, .pdf, .svg, ...)")
     a("--json", metavar="PATH", help="write a JSON summary (val_acc, test_acc, config, timings)")
     a("--sweep", nargs="?", const="grid", choices=["grid", "random"],
       help="hyperparameter search over --sweep-lr/--sweep-reg/--sweep-hidden; keeps the best")
@@ -410,7 +411,9 @@ def save_checkpoint(path: str, cfg: dict, model: Module, opt, sched, state: RunS
             "scheduler": sched.state_dict(), "sampler_rng": state.sampler_rng,
             "dropout_rng": model.rng.bit_generator.state if isinstance(model, MLP) else None,
             "history": state.history,
-            "mean_image": None if data.mean_image is None else data.mean_image.reshape(-1)}
+            "mean_image": None if data.mean_image is None else data.mean_image.reshape(-1),
+            # lets --resume check --epochs before it loads the data
+            "iters_per_epoch": iters_per_epoch(len(data.X_train), cfg)}
     nn.save(ckpt, path)
 
 
@@ -431,7 +434,38 @@ def load_checkpoint(path: str) -> dict:
     if model not in DEFAULTS or lacking:
         raise UserError(f"--resume: {path} has an unusable config (model {model!r}"
                         + (f", missing {', '.join(lacking)})" if lacking else ")"))
+    # iters_per_epoch is absent from checkpoints written before it was added
+    for key, low in (("iteration", 0), ("iters_per_epoch", 1)):
+        v = ckpt.get(key, low)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise UserError(f"--resume: {path} has an unusable {key} {v!r}")
     return ckpt
+
+
+def resume_left(cfg: dict, path: str, done: int, ipe: int | None, parser) -> str | None:
+    """On --resume: a usage error when --epochs/--iters ends before the checkpoint's `done`
+    iterations; the 'nothing left to train' note when it ends exactly there; else None.
+    With ipe None (not known before the data is loaded) only --iters is checked."""
+    if cfg["iters"] is not None:
+        n, unit, have = cfg["iters"], "iters", f"{done} iterations"
+        pass_instead, end = done + 1, cfg["iters"]
+    elif ipe is None:
+        return None
+    else:
+        epochs_done, extra = divmod(done, ipe)
+        n, unit, end = cfg["epochs"], "epochs", cfg["epochs"] * ipe
+        have = f"{epochs_done} epoch{'' if epochs_done == 1 else 's'}" + (
+            f" and {extra} of the {ipe} iterations of epoch {epochs_done + 1}" if extra else "")
+        pass_instead = epochs_done + 1
+    if end < done:
+        parser.error(f"--{unit} {n} is fewer than the {have} the checkpoint {path} has "
+                     f"already completed; pass --{unit} {pass_instead} or more to train further "
+                     f"(--{unit} counts from the start of the run, not from the checkpoint)")
+    if end == done:
+        return (f"nothing left to train: the checkpoint {path} has already completed the {have} "
+                f"of --{unit} {n}; evaluating it (pass --{unit} {pass_instead} or more to train "
+                f"further)")
+    return None
 
 
 def restore(ckpt: dict, path: str, model: Module, opt, sched) -> RunState:
@@ -513,6 +547,17 @@ def _train(model: Module, opt, sched, data: Data, cfg: dict, state: RunState,
 
 # ---------------------------------------------------------------- outputs
 
+def plot_formats() -> list[str]:
+    """The file suffixes matplotlib can write, but pgf: it keeps images (the weights) in files
+    beside it, so matplotlib refuses it for the single atomically written file used here."""
+    from matplotlib.figure import Figure
+    return sorted(f for f in Figure().canvas.get_supported_filetypes() if f != "pgf")
+
+
+def _plot_format(path: str) -> str:
+    return os.path.splitext(path)[1][1:].lower()
+
+
 def write_plot(path: str, history: dict, weights: np.ndarray, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -540,7 +585,7 @@ def write_plot(path: str, history: dict, weights: np.ndarray, title: str) -> Non
     fig.suptitle("\n".join(textwrap.fill(line, 110) for line in title.split("\n")))
     fig.tight_layout()
     with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=90)
+        fig.savefig(f, format=_plot_format(path), dpi=90)
     plt.close(fig)
 
 
@@ -665,6 +710,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             parser.error("--plot needs matplotlib: pip install matplotlib "
                          "(or pip install -e '.[plot]')")
+        suffix, formats = _plot_format(args.plot), plot_formats()
+        if suffix not in formats:
+            parser.error(f"--plot {args.plot}: "
+                         + (f"the suffix .{suffix} is not" if suffix else "no suffix names")
+                         + " an image format matplotlib writes; end the name with one of "
+                         + " ".join("." + f for f in formats))
     progress = not args.no_progress
     run_args = {k: v for k, v in vars(args).items() if k not in (
         "data", "save", "resume", "plot", "json", "sweep", "sweep_lr", "sweep_reg",
@@ -673,6 +724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt = load_checkpoint(args.resume) if args.resume is not None else None
         cfg = resolve_config(argparse.Namespace(**run_args), parser,
                              None if ckpt is None else ckpt["config"])
+        if ckpt is not None:
+            resume_left(cfg, args.resume, ckpt["iteration"], ckpt.get("iters_per_epoch"), parser)
         return _run(cfg, args, parser, ckpt, progress, t_start)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -700,9 +753,11 @@ def _run(cfg: dict, args, parser, ckpt: dict | None, progress: bool, t_start: fl
         opt, sched = build_optimizer(model, cfg)
         state = RunState() if ckpt is None else restore(ckpt, args.resume, model, opt, sched)
         if ckpt is not None:
-            done = state.iteration
-            _log(f"resumed from {args.resume} at iteration {done} "
-                  f"(epoch {done // iters_per_epoch(len(data.X_train), cfg)} done)")
+            done, ipe = state.iteration, iters_per_epoch(len(data.X_train), cfg)
+            _log(f"resumed from {args.resume} at iteration {done} (epoch {done // ipe} done)")
+            note = resume_left(cfg, args.resume, done, ipe, parser)
+            if note is not None:
+                _log(note)
         try:
             state = train(model, opt, sched, data, cfg, state, args.save, progress)
         except TrainingDiverged as e:

@@ -101,6 +101,9 @@ def assert_bit_identical(a_path, b_path):
     (["--resume", "/no/such/ckpt.npz"], "no such file"),
     (["--sweep", "--resume", "x.npz"], "cannot be combined"),
     (["--sweep", "bayes"], "invalid choice"),
+    (["--plot", "curves.txt"], "--plot curves.txt: the suffix .txt is not an image format "
+                               "matplotlib writes; end the name with one of "),
+    (["--plot", "curves"], "--plot curves: no suffix names an image format"),
 ])
 def test_bad_options_give_usage_and_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -115,6 +118,14 @@ def test_bad_option_from_the_shell_is_a_usage_message_not_a_traceback():
                        text=True)
     assert r.returncode == 2
     assert "usage:" in r.stderr and "--lr" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_plot_suffix_error_lists_what_matplotlib_writes(capsys):
+    with pytest.raises(SystemExit):
+        T.main(["--plot", "curves.png.bak"])
+    accepted = capsys.readouterr().err.split("end the name with one of ")[1].split()
+    assert {".png", ".pdf", ".svg", ".jpg"} <= set(accepted) and ".pgf" not in accepted
+    assert accepted == ["." + f for f in T.plot_formats()]
 
 
 def test_plot_without_matplotlib_is_a_clear_message(archive, tmp_path, monkeypatch, capsys):
@@ -265,6 +276,65 @@ def test_resume_refuses_changed_hyperparameters_and_foreign_files(archive, tmp_p
     assert "not a readable checkpoint" in capsys.readouterr().err
 
 
+def _no_data_load(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("the data was loaded")
+    monkeypatch.setattr(T, "load_data", refuse)
+
+
+@pytest.mark.parametrize("length, message", [
+    (["--epochs", "2"], "--epochs 2 is fewer than the 3 epochs the checkpoint {ck} has already "
+                        "completed; pass --epochs 4 or more to train further (--epochs counts "
+                        "from the start of the run, not from the checkpoint)"),
+    (["--iters", "11"], "--iters 11 is fewer than the 12 iterations the checkpoint {ck} has "
+                        "already completed; pass --iters 13 or more"),
+])
+def test_resume_to_fewer_epochs_than_done_is_a_usage_error_before_the_data(
+        archive, tmp_path, monkeypatch, capsys, length, message):
+    ck = tmp_path / "c.npz"
+    assert run(archive, "--epochs", "3", "--save", str(ck)) == 0  # 4 iterations per epoch
+    _no_data_load(monkeypatch)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run(archive, "--resume", str(ck), *length)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and message.format(ck=ck) in err
+
+
+def test_resume_to_fewer_epochs_names_a_partial_epoch_and_checks_old_checkpoints(
+        archive, tmp_path, capsys):
+    ck, old = tmp_path / "c.npz", tmp_path / "old.npz"
+    assert run(archive, "--iters", "6", "--save", str(ck)) == 0  # 4 iterations per epoch
+    ckpt = nn.load(ck)
+    del ckpt["iters_per_epoch"]  # as written before the key existed: checked after the data
+    nn.save(ckpt, old)
+    for path in (ck, old):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            run(archive, "--resume", str(path), "--epochs", "1")
+        assert e.value.code == 2
+        assert (f"--epochs 1 is fewer than the 1 epoch and 2 of the 4 iterations of epoch 2 the "
+                f"checkpoint {path} has already completed; pass --epochs 2 or more") in \
+            capsys.readouterr().err
+    assert run(archive, "--resume", str(old), "--epochs", "2") == 0
+
+
+@pytest.mark.parametrize("length", [["--epochs", "3"], []])
+def test_resume_with_nothing_left_says_so_and_evaluates(archive, tmp_path, capsys, length):
+    ck, first, again = tmp_path / "c.npz", tmp_path / "1.json", tmp_path / "2.json"
+    assert run(archive, "--epochs", "3", "--save", str(ck), "--json", str(first)) == 0
+    capsys.readouterr()
+    assert run(archive, "--resume", str(ck), *length, "--json", str(again)) == 0
+    out = capsys.readouterr().out
+    assert (f"nothing left to train: the checkpoint {ck} has already completed the 3 epochs of "
+            f"--epochs 3; evaluating it (pass --epochs 4 or more to train further)") in out
+    assert "epoch 4/" not in out and "validation accuracy:" in out
+    a, b = (json.loads(p.read_text()) for p in (first, again))
+    assert (b["iterations"], b["history"]) == (a["iterations"], a["history"])
+    assert (b["val_acc"], b["test_acc"]) == (a["val_acc"], a["test_acc"])
+
+
 # ---------------------------------------------------------------- non-finite loss
 
 def test_nan_loss_stops_with_epoch_and_iteration_and_keeps_last_checkpoint(
@@ -306,6 +376,12 @@ def test_plot_writes_a_png(archive, tmp_path):
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("name, head", [("curves.svg", b"<?xml"), ("curves.PDF", b"%PDF-")])
+def test_plot_format_follows_the_suffix(archive, tmp_path, name, head):
+    assert run(archive, "--iters", "2", "--plot", str(tmp_path / name)) == 0
+    assert (tmp_path / name).read_bytes().startswith(head)
 
 
 def test_progress_falls_back_to_text_without_tqdm(archive, monkeypatch, capsys):
