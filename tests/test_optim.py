@@ -397,3 +397,71 @@ def test_scheduler_bad_input():
     sched = optim.ExponentialLR(opt, gamma=0.9)
     with pytest.raises(ValueError, match="expected keys"):
         sched.load_state_dict({"gamma": 0.9})
+
+
+# ---------------------------------------------------------------- the BLAS axpy path (large params)
+
+def _blas_expected():
+    """numpy's wheels ship OpenBLAS with the ILP64 axpy: there the fast path must be found."""
+    cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    return cfg.get("name") == "scipy-openblas"
+
+
+def test_blas_axpy_is_found_where_numpy_ships_openblas():
+    from tinygrad_mini import _blas
+    if not _blas_expected():
+        pytest.skip("numpy was built against another BLAS: SGD uses its numpy path")
+    assert _blas.available()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_axpy_equals_numpy_and_refuses_what_it_cannot_take(dtype):
+    from tinygrad_mini import _blas
+    if not _blas.available():
+        pytest.skip("no BLAS axpy on this numpy build: SGD uses its numpy path")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((130, 200)).astype(dtype)  # 26,000 elements: above MIN_SIZE
+    y = rng.standard_normal((130, 200)).astype(dtype)
+    want = y - dtype(0.01) * x  # two roundings; BLAS may fuse them into one
+    bound = 2 * np.finfo(dtype).eps * (np.abs(y) + np.abs(dtype(0.01) * x))  # rounding error
+    assert _blas.axpy(-0.01, x, y)
+    assert np.all(np.abs(y - want) <= bound)
+    for bad_x, bad_y in [
+            (x[:, :100], y[:, :100]),                  # not contiguous
+            (np.asfortranarray(x), y),                 # same shape, other layout
+            (x.astype(np.float16), y.astype(np.float16)),  # a dtype BLAS has no axpy for
+            (x[:10], y[:10]),                          # small: numpy is cheaper
+            (y, y)]:                                   # x aliases y
+        before = bad_y.copy()
+        assert not _blas.axpy(-0.01, bad_x, bad_y)
+        np.testing.assert_array_equal(bad_y, before)
+    ro = y.copy()
+    ro.flags.writeable = False
+    assert not _blas.axpy(-0.01, x, ro)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True,
+                                                              "weight_decay": 1e-2}])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_on_large_params_agrees_with_the_numpy_path(monkeypatch, kwargs, dtype):
+    """Large params take BLAS axpy; its result is the numpy update's to within rounding, and
+    neither path writes p.grad."""
+    rng = np.random.default_rng(1)
+    w0, g0 = rng.standard_normal((2, 300, 100)).astype(dtype)
+    runs = []
+    for use_blas in (True, False):
+        if not use_blas:
+            monkeypatch.setattr(optim, "axpy", lambda *a: False)
+        p = nn.Parameter(w0.copy())
+        opt = optim.SGD([p], lr=0.05, **kwargs)
+        for k in range(3):
+            p.grad = g0 * (k + 1)
+            grad_before = p.grad.copy()
+            opt.step()
+            np.testing.assert_array_equal(p.grad, grad_before)
+        runs.append(p.data.copy())
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5 if dtype == np.float32 else 1e-13,
+                               atol=1e-6 if dtype == np.float32 else 1e-14)
+    if not kwargs:  # plain SGD after three steps: w0 - 0.05 (1 + 2 + 3) g0, by hand
+        np.testing.assert_allclose(runs[0], w0 - 0.3 * g0, rtol=1e-5 if dtype == np.float32
+                                   else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)

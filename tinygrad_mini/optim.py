@@ -1,6 +1,7 @@
 """Optimizers (SGD, Adam, AdamW) and learning-rate schedulers with torch.optim's update rules.
 
-Updates are made in place on `p.data` through a per-parameter scratch buffer (no new arrays per
+Updates are made in place on `p.data`: SGD's `p -= lr g` is one BLAS axpy pass for a large
+parameter (see _blas.py), else numpy through a per-parameter scratch buffer (no new arrays per
 step); `p.grad` is only read, never written, since a leaf's gradient may be shared with the caller.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from ._blas import MIN_SIZE, axpy
 from .tensor import Tensor, enable_grad
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "LRScheduler", "ExponentialLR", "StepLR"]
@@ -260,8 +262,9 @@ class SGD(Optimizer):
             g = self._grad(p)
             if g is None:
                 continue
-            s = self._buffers(p, 1)[0]
+            s = None
             if wd != 0:
+                s = self._buffers(p, 1)[0]
                 np.multiply(p.data, wd, out=s)
                 s += g  # g + wd p, in the scratch buffer: p.grad stays untouched
                 g = s
@@ -280,13 +283,18 @@ class SGD(Optimizer):
                     if g is s:
                         s += mu * buf
                     else:
+                        s = self._buffers(p, 1)[0]
                         np.multiply(buf, mu, out=s)
                         s += g
                     g = s
                 else:
                     g = buf
-            np.multiply(g, lr, out=s)
-            p.data -= s
+            if g.size < MIN_SIZE:
+                p.data -= g * lr  # a small temporary costs less than finding a scratch buffer
+            elif not axpy(-lr, g, p.data):  # p -= lr g: one BLAS pass for a large p
+                s = self._buffers(p, 1)[0] if s is None else s
+                np.multiply(g, lr, out=s)
+                p.data -= s
 
 
 class Adam(Optimizer):
