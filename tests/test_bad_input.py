@@ -116,6 +116,18 @@ def test_wrong_dtypes_are_type_errors_naming_the_dtype(bad):
             call()
 
 
+def test_a_layer_refuses_input_of_another_dtype_as_torch():
+    lin = nn.Linear(3, 2, rng=0)  # float32 weights
+    for x, name in ((np.ones((4, 3)), "float64"), (np.ones((4, 3), np.int64), "int64")):
+        with pytest.raises(TypeError, match=f"linear: input dtype {name} does not match weight "
+                                            "dtype float32"):
+            lin(Tensor(x))
+    with pytest.raises(TypeError, match="affine: bias dtype float32 does not match weight dtype "
+                                        "float64"):
+        F.affine(np.ones((4, 3)), np.ones((3, 2)), np.ones(2, np.float32))
+    assert lin(Tensor(np.ones((4, 3), np.float32))).dtype == np.float32  # converted: fine
+
+
 def test_bool_data_is_allowed_but_cannot_require_grad():
     assert (Tensor(np.array([True, False])) * 2).data.tolist() == [2, 0]
     with pytest.raises(TypeError, match="bool"):

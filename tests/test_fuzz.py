@@ -373,6 +373,8 @@ def test_linear_with_random_inputs(fin, fout, shape, fit, dtype, data):
         expect_error(call, ValueError, "()")
     elif shape[-1] != fin:
         expect_error(call, ValueError, str(shape))
+    elif x.dtype != np.float32:  # as torch: a float32 layer takes only float32 input
+        expect_error(call, TypeError, f"input dtype {x.dtype} does not match weight dtype float32")
     else:
         out = call()
         w, b = lin.weight.data.astype(np.float64), lin.bias.data.astype(np.float64)

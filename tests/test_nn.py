@@ -218,7 +218,8 @@ def test_state_dict_keys_match_torch_and_torch_weights_load(torch):
     x = RNG.standard_normal((6, 5))
     with torch.no_grad():
         want = tm(t64(torch, x)).numpy()
-    np.testing.assert_allclose(ours(Tensor(x)).data, want, rtol=1e-5, atol=1e-6)  # float32 model
+    got = ours(Tensor(x, dtype=np.float32)).data  # a float32 model takes float32 input, as torch
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- save / load

@@ -220,7 +220,7 @@ class Affine(Function):
         if nw:
             dw = grad.T @ self.x if self.wt else self.x.T @ grad  # (D, N) @ (N, H) -> (D, H)
         if len(self.needs) == 3 and self.needs[2]:
-            db = grad.sum(axis=0)  # (H,)
+            db = np.add.reduce(grad, axis=0)  # (H,)
         return dx, dw, db
 
 
@@ -337,16 +337,17 @@ class SoftmaxCrossEntropy(Function):
 
     def forward(self, s):
         n = s.shape[0]
-        shifted = s - s.max(axis=1, keepdims=True)  # (N, C)
-        picked = shifted[np.arange(n), self.target]  # (N,)
+        self.rows = np.arange(n)
+        shifted = s - np.maximum.reduce(s, axis=1, keepdims=True)  # (N, C)
+        picked = shifted[self.rows, self.target]  # (N,)
         e = np.exp(shifted, out=shifted)  # shifted is not needed past this line
-        sum_e = e.sum(axis=1, keepdims=True)  # (N, 1)
+        sum_e = np.add.reduce(e, axis=1, keepdims=True)  # (N, 1)
         losses = np.log(sum_e[:, 0]) - picked  # (N,)
         self.probs = e
         self.probs /= sum_e
         if self.reduction == "none":
             return losses
-        total = losses.sum()
+        total = np.add.reduce(losses)
         return total / s.dtype.type(n) if self.reduction == "mean" else total
 
     def backward(self, grad):
@@ -356,5 +357,5 @@ class SoftmaxCrossEntropy(Function):
         else:
             scale = grad / n if self.reduction == "mean" else grad
         d = self.probs * scale  # (N, C)
-        d[np.arange(n), self.target] -= scale[:, 0] if self.reduction == "none" else scale
+        d[self.rows, self.target] -= scale[:, 0] if self.reduction == "none" else scale
         return (d,)

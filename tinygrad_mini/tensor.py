@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import operator
 import os
 import traceback
 from typing import Any, Iterator
@@ -20,6 +21,9 @@ from .ops import Function
 _state = {"grad": True, "anomaly": False, "dtype": np.dtype(np.float32)}
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _seq = itertools.count()  # creation order of graph nodes: the engine runs them newest first
+_requires_grad, _data_of = operator.attrgetter("requires_grad"), operator.attrgetter("data")
+_INT64, _UINT64 = np.dtype(np.int64), np.dtype(np.uint64)
+_ONE = {}  # dtype -> a read-only 1: the seed gradient of a scalar loss
 
 
 def set_default_dtype(dtype) -> None:
@@ -170,13 +174,15 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
         for src, gi in zip(fn.srcs, in_grads):
             if src is None or gi is None:
                 continue
-            if gi.shape != src.shape:
-                gi = _unbroadcast(gi, src.shape)
-            if gi.dtype != src.dtype:
-                gi = gi.astype(src.dtype)
+            leaf = isinstance(src, Tensor)
+            want = src.data if leaf else src  # both have the shape and dtype gi must take
+            if gi.shape != want.shape:
+                gi = _unbroadcast(gi, want.shape)
+            if gi.dtype != want.dtype:
+                gi = gi.astype(want.dtype)
             if anomaly:
                 _check_finite(gi, "backward", fn)
-            if isinstance(src, Tensor):
+            if leaf:
                 _accumulate_leaf(src, gi, g)
             elif src in grads:
                 grads[src] = grads[src] + gi
@@ -189,11 +195,11 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
 
 def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
     """Run fn forward on the inputs' arrays and, if any input needs a gradient, link it in the graph."""
-    needs = tuple([x.requires_grad for x in xs])  # True for every non-leaf
+    needs = tuple(map(_requires_grad, xs))  # True for every non-leaf
     record = _state["grad"] and True in needs
     fn.needs = needs if record else (False,) * len(xs)
     try:
-        data = fn.forward(*[x.data for x in xs])
+        data = fn.forward(*map(_data_of, xs))
     except ValueError as e:
         shapes = " and ".join(str(x.shape) for x in xs)
         if "broadcast" in str(e):  # numpy's message, restated with the tensors' shapes
@@ -329,7 +335,11 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"grad can be implicitly created only for a scalar output; this "
                                    f"tensor has shape {self.shape}: pass grad= of that shape")
-            g = np.ones(self.shape, dtype=self.dtype)
+            g = _ONE.get(self.data.dtype)
+            if g is None:
+                g = _ONE[self.data.dtype] = np.ones((), dtype=self.data.dtype)
+                g.flags.writeable = False  # shared by every backward: the engine copies, never writes
+            g = g.reshape(self.data.shape)
         else:
             g = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
             if g.dtype.kind not in "fiub":
@@ -611,20 +621,30 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
 
 def affine(x: Tensor, w: Tensor, b: Tensor | None = None, *, wt: bool = False) -> Tensor:
     """x @ w + b (w (D, H)), or x @ w.T + b with w (H, D) when wt; one fused primitive."""
-    op = "linear" if wt else "affine"  # errors name the function the user called
-    if x.ndim != 2 or w.ndim != 2:
-        raise ValueError(f"{op} needs a 2-D input and a 2-D weight, got shapes {x.shape} and "
-                         f"{w.shape}")
-    d_in, h = (w.shape[1], w.shape[0]) if wt else w.shape
-    if x.shape[1] != d_in:
-        raise ValueError(f"{op}: input of shape {x.shape} does not match weight of shape "
-                         f"{w.shape} ({x.shape[1]} features vs {d_in})")
+    xs, ws = x.data.shape, w.data.shape
+    if len(xs) != 2 or len(ws) != 2:
+        raise ValueError(f"{_op_name(wt)} needs a 2-D input and a 2-D weight, got shapes {xs} "
+                         f"and {ws}")
+    d_in, h = (ws[1], ws[0]) if wt else ws
+    if xs[1] != d_in:
+        raise ValueError(f"{_op_name(wt)}: input of shape {xs} does not match weight of shape "
+                         f"{ws} ({xs[1]} features vs {d_in})")
+    if x.data.dtype != w.data.dtype:  # as torch: no silent up-cast (or int input) in a layer
+        raise TypeError(f"{_op_name(wt)}: input dtype {x.dtype} does not match weight dtype "
+                        f"{w.dtype}; convert the input, e.g. Tensor(x, dtype=np.{w.dtype})")
     if b is None:
         return _apply(ops.Affine(wt), x, w)
-    if b.shape != (h,):
-        raise ValueError(f"{op}: bias of shape {b.shape} does not match weight of shape {w.shape} "
-                         f"(expected ({h},))")
+    if b.data.shape != (h,):
+        raise ValueError(f"{_op_name(wt)}: bias of shape {b.shape} does not match weight of "
+                         f"shape {ws} (expected ({h},))")
+    if b.data.dtype != w.data.dtype:
+        raise TypeError(f"{_op_name(wt)}: bias dtype {b.dtype} does not match weight dtype "
+                        f"{w.dtype}")
     return _apply(ops.Affine(wt), x, w, b)
+
+
+def _op_name(wt: bool) -> str:
+    return "linear" if wt else "affine"  # errors name the function the user called
 
 
 def as_tensor(x: Any, name: str = "input") -> Tensor:
@@ -642,11 +662,12 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     logits = as_tensor(logits, "cross_entropy logits")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must be 2-D (N, C), got shape {logits.shape}")
-    if logits.dtype.kind != "f":
-        raise TypeError(f"cross_entropy: logits must be floating, got dtype {logits.dtype}")
-    n, c = logits.shape
+    s = logits.data
+    if s.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must be 2-D (N, C), got shape {s.shape}")
+    if s.dtype.kind != "f":
+        raise TypeError(f"cross_entropy: logits must be floating, got dtype {s.dtype}")
+    n, c = s.shape
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
         bad = ""
@@ -657,12 +678,16 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
                          f"{t.dtype}{bad}")
     if t.shape != (n,):
         raise ValueError(f"cross_entropy: target must have shape ({n},) to match logits of shape "
-                         f"{logits.shape}, got {t.shape}")
+                         f"{s.shape}, got {t.shape}")
     if c == 0:
-        raise ValueError(f"cross_entropy: logits of shape {logits.shape} have no classes")
+        raise ValueError(f"cross_entropy: logits of shape {s.shape} have no classes")
     if n:
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or hi >= c:
+        # one pass for int64: as uint64 a negative label becomes huge, so max >= c catches both
+        if t.dtype == _INT64 and t.flags.c_contiguous:
+            bad = int(np.maximum.reduce(t.view(_UINT64))) >= c
+        else:
+            bad = int(t.min()) < 0 or int(t.max()) >= c
+        if bad:
             i = int(np.argmax((t < 0) | (t >= c)))
             raise ValueError(f"cross_entropy: target value {int(t[i])} at position {i} is out of "
                              f"range for {c} classes (valid: 0..{c - 1})")

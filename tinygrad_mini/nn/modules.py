@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..tensor import Tensor, as_tensor, get_default_dtype
+from ..tensor import Tensor, affine, as_tensor, get_default_dtype
 from . import functional as F
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Identity",
@@ -350,7 +350,10 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
+        p = self._parameters  # read directly: the attribute path goes through __getattr__
+        if type(x) is Tensor and x.data.ndim == 2:  # the common case: straight to the primitive
+            return affine(x, p["weight"], p["bias"], wt=True)
+        return F.linear(x, p["weight"], p["bias"])
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -361,7 +364,7 @@ class ReLU(Module):
     """max(x, 0)"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return x.relu() if type(x) is Tensor else F.relu(x)
 
 
 class LeakyReLU(Module):
@@ -515,7 +518,7 @@ class Sequential(Module):
 
     def forward(self, x: Any) -> Any:
         for m in self._modules.values():
-            x = m(x)
+            x = m.forward(x)  # what m(x) calls: Modules here have no hooks to run
         return x
 
     def __len__(self) -> int:
