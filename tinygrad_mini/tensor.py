@@ -6,11 +6,10 @@ arrays an intermediate Tensor holds are freed as soon as nothing but the graph w
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
-import operator
 import os
 import traceback
+from heapq import heappop, heappush
 from typing import Any, Iterator
 
 import numpy as np
@@ -21,7 +20,7 @@ from .ops import Function
 _state = {"grad": True, "anomaly": False, "dtype": np.dtype(np.float32)}
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _seq = itertools.count()  # creation order of graph nodes: the engine runs them newest first
-_requires_grad, _data_of = operator.attrgetter("requires_grad"), operator.attrgetter("data")
+_new = object.__new__
 _INT64, _UINT64 = np.dtype(np.int64), np.dtype(np.uint64)
 _ONE = {}  # dtype -> a read-only 1: the seed gradient of a scalar loss
 
@@ -149,10 +148,11 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad.sum(axis=axes, keepdims=True) if axes else grad
 
 
-def _accumulate_leaf(leaf: "Tensor", g: np.ndarray, upstream: np.ndarray) -> None:
-    """leaf.grad += g; the first gradient is kept as is unless another node may still hold it."""
+def _accumulate_leaf(leaf: "Tensor", g: np.ndarray) -> None:
+    """leaf.grad += g; the first gradient is kept as is unless it may be another's array (a view,
+    or an upstream gradient passed through unchanged)."""
     if leaf.grad is None:
-        leaf.grad = g.copy() if (g is upstream or g.base is not None) else g
+        leaf.grad = g if g.base is None and g.flags.writeable else g.copy()
     else:
         leaf.grad += g
 
@@ -164,15 +164,14 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
     heap = [(-root.seq, root)]
     anomaly = _state["anomaly"]
     while heap:
-        fn = heapq.heappop(heap)[1]
+        fn = heappop(heap)[1]
         if fn.freed:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time ({fn.name} has already been "
                 "freed); pass retain_graph=True to the first backward() if you need to")
         g = grads.pop(fn)
-        in_grads = fn.backward(g)
-        for src, gi in zip(fn.srcs, in_grads):
-            if src is None or gi is None:
+        for src, gi in zip(fn.srcs, fn.backward(g)):
+            if gi is None or src is None:
                 continue
             leaf = isinstance(src, Tensor)
             want = src.data if leaf else src  # both have the shape and dtype gi must take
@@ -183,23 +182,28 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
             if anomaly:
                 _check_finite(gi, "backward", fn)
             if leaf:
-                _accumulate_leaf(src, gi, g)
+                if gi is g:  # passed through (x + y): the node below may hand it on too
+                    gi = gi.copy()
+                _accumulate_leaf(src, gi)
             elif src in grads:
                 grads[src] = grads[src] + gi
             else:
                 grads[src] = gi
-                heapq.heappush(heap, (-src.seq, src))
+                heappush(heap, (-src.seq, src))
         if not retain_graph:
             fn.release()
 
 
+_NO_NEEDS = [(False,) * n for n in range(4)]  # what an op records when nothing needs a gradient
+
+
 def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
     """Run fn forward on the inputs' arrays and, if any input needs a gradient, link it in the graph."""
-    needs = tuple(map(_requires_grad, xs))  # True for every non-leaf
-    record = _state["grad"] and True in needs
-    fn.needs = needs if record else (False,) * len(xs)
+    needs = tuple([x.requires_grad for x in xs])  # True for every non-leaf
+    record = True in needs and _state["grad"]
+    fn.needs = needs if record else _NO_NEEDS[len(xs)]
     try:
-        data = fn.forward(*map(_data_of, xs))
+        data = fn.forward(*[x.data for x in xs])
     except ValueError as e:
         shapes = " and ".join(str(x.shape) for x in xs)
         if "broadcast" in str(e):  # numpy's message, restated with the tensors' shapes
@@ -208,15 +212,21 @@ def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
     except TypeError as e:  # e.g. numpy refusing '-' on bools
         dtypes = " and ".join(str(x.dtype) for x in xs)
         raise TypeError(f"{fn.name} is not defined for dtype {dtypes}: {e}") from None
-    out = Tensor.__new__(Tensor)
-    out.data, out.grad = data, None
+    out = _new(Tensor)
+    out.data = data
+    out.grad = None
     if not record:
-        out.requires_grad, out._ctx = False, None
+        out.requires_grad = False
+        out._ctx = None
         return out
     # an edge to the node that made each input, to the input itself for a leaf, None for no grad
-    fn.srcs = tuple([(x if x._ctx is None else x._ctx) if n else None for x, n in zip(xs, needs)])
-    fn.shape, fn.dtype, fn.freed, fn.seq = data.shape, data.dtype, False, next(_seq)
-    out.requires_grad, out._ctx = True, fn
+    fn.srcs = tuple([(x._ctx or x) if n else None for x, n in zip(xs, needs)])
+    fn.shape = data.shape
+    fn.dtype = data.dtype
+    fn.seq = next(_seq)
+    fn.freed = False
+    out.requires_grad = True
+    out._ctx = fn
     if _state["anomaly"]:
         fn.trace = _user_line()
         _check_finite(np.asarray(data), "forward", fn)
@@ -349,7 +359,7 @@ class Tensor:
                                  f"{self.shape}")
             g = g.astype(self.dtype, copy=False)
         if self._ctx is None:
-            _accumulate_leaf(self, g, g)
+            _accumulate_leaf(self, g.copy())  # g may be the caller's array
         else:
             _run_backward(self._ctx, g, retain_graph)
 
