@@ -125,6 +125,34 @@ def test_cross_entropy_equals_log_softmax_gather_mean(dtype, reduction, data):
     _assert_same(_grads(fused, g, sf), _grads(composed, g, sc), dtype)
 
 
+@pytest.mark.parametrize("layout", ["fortran", "transposed view", "strided slice"])
+@pytest.mark.parametrize("label_dtype", [np.uint8, np.int32, np.uint64])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@given(data=st.data())
+def test_cross_entropy_on_any_layout_and_label_dtype_equals_the_plain_case(layout, label_dtype,
+                                                                          reduction, data):
+    """The primitive picks s[n, y_n] by flat index: logits that are not C-ordered and labels that
+    are not int64 give bit-for-bit the loss and gradient of C-ordered logits with int64 labels."""
+    s, y = data.draw(logits_problem(np.float64))
+    if layout == "fortran":
+        odd = np.asfortranarray(s)
+    elif layout == "transposed view":
+        odd = np.ascontiguousarray(s.T).T
+    else:
+        wide = np.zeros((s.shape[0], 2 * s.shape[1]))
+        wide[:, ::2] = s
+        odd = wide[:, ::2]
+    assert not odd.flags.c_contiguous or s.shape[0] == 1 or s.shape[1] == 1
+    plain, other = Tensor(s.copy(), requires_grad=True), Tensor(odd, requires_grad=True)
+    a = F.cross_entropy(plain, y.astype(np.int64), reduction=reduction)
+    b = F.cross_entropy(other, y.astype(label_dtype), reduction=reduction)
+    np.testing.assert_array_equal(a.data, b.data)
+    g = data.draw(float_arrays(a.shape, dtype=np.float64, min_dims=0, max_dims=1))
+    a.backward(g)
+    b.backward(g)
+    np.testing.assert_array_equal(plain.grad, other.grad)
+
+
 def test_cross_entropy_large_logits_stay_finite_like_the_composed_form():
     """Both are shifted by the max: logits of 1e4 give the same finite loss and gradient."""
     s = np.array([[1e4, 0.0, -1e4], [5.0, 1e4, 1e4]])

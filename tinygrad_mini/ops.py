@@ -201,9 +201,9 @@ class Affine(Function):
         self.wt = wt
 
     def forward(self, x, w, b=None):
-        nx, nw = self.needs[0], self.needs[1]
-        self.x = x if nw else None  # (N, D), kept only if W needs a gradient
-        self.w = w if nx else None
+        needs = self.needs
+        self.x = x if needs[1] else None  # (N, D), kept only if W needs a gradient
+        self.w = w if needs[0] else None
         out = x @ (w.T if self.wt else w)  # (N, D) @ (D, H) -> (N, H)
         if b is not None:
             if b.dtype == out.dtype:
@@ -213,13 +213,13 @@ class Affine(Function):
         return out
 
     def backward(self, grad):
-        nx, nw = self.needs[0], self.needs[1]
+        needs, wt = self.needs, self.wt
         dx = dw = db = None
-        if nx:
-            dx = grad @ self.w if self.wt else grad @ self.w.T  # (N, H) @ (H, D) -> (N, D)
-        if nw:
-            dw = grad.T @ self.x if self.wt else self.x.T @ grad  # (D, N) @ (N, H) -> (D, H)
-        if len(self.needs) == 3 and self.needs[2]:
+        if needs[0]:
+            dx = grad @ self.w if wt else grad @ self.w.T  # (N, H) @ (H, D) -> (N, D)
+        if needs[1]:
+            dw = grad.T @ self.x if wt else self.x.T @ grad  # (D, N) @ (N, H) -> (D, H)
+        if len(needs) == 3 and needs[2]:
             db = np.add.reduce(grad, axis=0)  # (H,)
         return dx, dw, db
 
@@ -335,27 +335,34 @@ class SoftmaxCrossEntropy(Function):
     def __init__(self, target: np.ndarray, reduction: str):
         self.target, self.reduction = target, reduction
 
+    @np.errstate(invalid="ignore", divide="ignore")  # inf logits or N = 0: NaN, as torch, silently
     def forward(self, s):
-        n = s.shape[0]
-        self.rows = np.arange(n)
-        shifted = s - np.maximum.reduce(s, axis=1, keepdims=True)  # (N, C)
-        picked = shifted[self.rows, self.target]  # (N,)
+        n, c = s.shape
+        # flat index of s[n, y_n] in a C-ordered (N, C) array: one 1-D gather, cheaper than s[rows, y]
+        self.at = np.arange(0, n * c, c) + self.target.astype(np.intp, copy=False)  # (N,)
+        shifted = np.subtract(s, np.maximum.reduce(s, axis=1, keepdims=True), order="C")  # (N, C)
+        picked = shifted.reshape(-1)[self.at]  # (N,)
         e = np.exp(shifted, out=shifted)  # shifted is not needed past this line
         sum_e = np.add.reduce(e, axis=1, keepdims=True)  # (N, 1)
         losses = np.log(sum_e[:, 0]) - picked  # (N,)
-        self.probs = e
+        self.probs = e  # C-ordered, as every array below
         self.probs /= sum_e
         if self.reduction == "none":
             return losses
         total = np.add.reduce(losses)
-        return total / s.dtype.type(n) if self.reduction == "mean" else total
+        return total / n if self.reduction == "mean" else total  # n is weak: total's dtype stays
 
     def backward(self, grad):
         n = self.probs.shape[0]
         if self.reduction == "none":
-            scale = grad[:, None]  # (N, 1)
-        else:
-            scale = grad / n if self.reduction == "mean" else grad
+            d = np.multiply(self.probs, grad[:, None], order="C")  # (N, C)
+            d.reshape(-1)[self.at] -= grad
+            return (d,)
+        # a Python float: exactly grad / n in grad's dtype (a double quotient of two floats
+        # rounds to the same float32 as a float32 division), and numpy's fastest operand
+        scale = grad.item()
+        if self.reduction == "mean" and n:  # (N = 0: d is empty, any scale will do)
+            scale /= n
         d = self.probs * scale  # (N, C)
-        d[self.rows, self.target] -= scale[:, 0] if self.reduction == "none" else scale
+        d.reshape(-1)[self.at] -= scale  # the view of d: d is C-ordered like probs
         return (d,)

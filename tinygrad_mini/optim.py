@@ -259,9 +259,11 @@ class SGD(Optimizer):
         lr, mu, damp = group["lr"], group["momentum"], group["dampening"]
         wd, nesterov = group["weight_decay"], group["nesterov"]
         for p in group["params"]:
-            g = self._grad(p)
+            g = p.grad
             if g is None:
                 continue
+            if type(g) is not np.ndarray or g.shape != p.data.shape:
+                g = self._grad(p)  # raises, naming the param and what its grad is
             s = None
             if wd != 0:
                 s = self._buffers(p, 1)[0]

@@ -148,15 +148,6 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad.sum(axis=axes, keepdims=True) if axes else grad
 
 
-def _accumulate_leaf(leaf: "Tensor", g: np.ndarray) -> None:
-    """leaf.grad += g; the first gradient is kept as is unless it may be another's array (a view,
-    or an upstream gradient passed through unchanged)."""
-    if leaf.grad is None:
-        leaf.grad = g if g.base is None and g.flags.writeable else g.copy()
-    else:
-        leaf.grad += g
-
-
 def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
     """Run the nodes newest first. A node is always made after its inputs, so creation order is a
     topological order: when a node leaves the heap, every node that feeds it a gradient has run."""
@@ -181,17 +172,22 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
                 gi = gi.astype(want.dtype)
             if anomaly:
                 _check_finite(gi, "backward", fn)
-            if leaf:
-                if gi is g:  # passed through (x + y): the node below may hand it on too
-                    gi = gi.copy()
-                _accumulate_leaf(src, gi)
-            elif src in grads:
-                grads[src] = grads[src] + gi
+            if not leaf:
+                if src in grads:
+                    grads[src] = grads[src] + gi
+                else:
+                    grads[src] = gi
+                    heappush(heap, (-src.seq, src))
+            elif src.grad is not None:
+                src.grad += gi
+            elif gi is g or gi.base is not None or not gi.flags.writeable:
+                src.grad = gi.copy()  # the first gradient is kept unless it may be another's array
             else:
-                grads[src] = gi
-                heappush(heap, (-src.seq, src))
-        if not retain_graph:
-            fn.release()
+                src.grad = gi
+        if not retain_graph:  # fn.release(), inlined: the saved arrays go now
+            fn.__dict__.clear()
+            fn.srcs = ()
+            fn.freed = True
 
 
 _NO_NEEDS = [(False,) * n for n in range(4)]  # what an op records when nothing needs a gradient
@@ -199,11 +195,19 @@ _NO_NEEDS = [(False,) * n for n in range(4)]  # what an op records when nothing 
 
 def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
     """Run fn forward on the inputs' arrays and, if any input needs a gradient, link it in the graph."""
-    needs = tuple([x.requires_grad for x in xs])  # True for every non-leaf
+    arrays, needs, srcs = [], [], []  # a plain loop: list comprehensions cost a call each
+    for x in xs:
+        arrays.append(x.data)
+        if x.requires_grad:  # True for every non-leaf
+            needs.append(True)
+            srcs.append(x._ctx or x)  # an edge to the node that made x, or to x itself for a leaf
+        else:
+            needs.append(False)
+            srcs.append(None)
     record = True in needs and _state["grad"]
     fn.needs = needs if record else _NO_NEEDS[len(xs)]
     try:
-        data = fn.forward(*[x.data for x in xs])
+        data = fn.forward(*arrays)
     except ValueError as e:
         shapes = " and ".join(str(x.shape) for x in xs)
         if "broadcast" in str(e):  # numpy's message, restated with the tensors' shapes
@@ -219,8 +223,7 @@ def _apply(fn: Function, *xs: "Tensor") -> "Tensor":
         out.requires_grad = False
         out._ctx = None
         return out
-    # an edge to the node that made each input, to the input itself for a leaf, None for no grad
-    fn.srcs = tuple([(x._ctx or x) if n else None for x, n in zip(xs, needs)])
+    fn.srcs = srcs
     fn.shape = data.shape
     fn.dtype = data.dtype
     fn.seq = next(_seq)
@@ -342,14 +345,16 @@ class Tensor:
             raise RuntimeError("backward() on a tensor that does not require grad (no leaf of its "
                                "graph has requires_grad=True, or it was made under no_grad)")
         if grad is None:
-            if self.data.size != 1:
+            data = self.data
+            if data.size != 1:
                 raise RuntimeError(f"grad can be implicitly created only for a scalar output; this "
                                    f"tensor has shape {self.shape}: pass grad= of that shape")
-            g = _ONE.get(self.data.dtype)
+            g = _ONE.get(data.dtype)
             if g is None:
-                g = _ONE[self.data.dtype] = np.ones((), dtype=self.data.dtype)
+                g = _ONE[data.dtype] = np.ones((), dtype=data.dtype)
                 g.flags.writeable = False  # shared by every backward: the engine copies, never writes
-            g = g.reshape(self.data.shape)
+            if data.ndim:
+                g = g.reshape(data.shape)  # (1, 1) for a loss of that shape
         else:
             g = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
             if g.dtype.kind not in "fiub":
@@ -359,7 +364,10 @@ class Tensor:
                                  f"{self.shape}")
             g = g.astype(self.dtype, copy=False)
         if self._ctx is None:
-            _accumulate_leaf(self, g.copy())  # g may be the caller's array
+            if self.grad is None:
+                self.grad = g.copy()  # g may be the caller's array
+            else:
+                self.grad += g
         else:
             _run_backward(self._ctx, g, retain_graph)
 
@@ -669,7 +677,8 @@ def as_tensor(x: Any, name: str = "input") -> Tensor:
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """mean_n [logsumexp(s_n) - s_n[y_n]] for logits s (N, C) and class indices y (N,)."""
-    logits = as_tensor(logits, "cross_entropy logits")
+    if not isinstance(logits, Tensor):
+        logits = as_tensor(logits, "cross_entropy logits")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     s = logits.data
@@ -678,7 +687,8 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     if s.dtype.kind != "f":
         raise TypeError(f"cross_entropy: logits must be floating, got dtype {s.dtype}")
     n, c = s.shape
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target if type(target) is np.ndarray else \
+        target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
         bad = ""
         if t.dtype.kind == "f" and t.size:
@@ -692,8 +702,11 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     if c == 0:
         raise ValueError(f"cross_entropy: logits of shape {s.shape} have no classes")
     if n:
-        # one pass for int64: as uint64 a negative label becomes huge, so max >= c catches both
-        if t.dtype == _INT64 and t.flags.c_contiguous:
+        if n <= 32:  # a few labels: Python's min and max cost less than two numpy calls
+            labels = t.tolist()
+            bad = min(labels) < 0 or max(labels) >= c
+        elif t.dtype == _INT64 and t.flags.c_contiguous:
+            # one pass: as uint64 a negative label becomes huge, so max >= c catches both
             bad = int(np.maximum.reduce(t.view(_UINT64))) >= c
         else:
             bad = int(t.min()) < 0 or int(t.max()) >= c
@@ -701,5 +714,4 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
             i = int(np.argmax((t < 0) | (t >= c)))
             raise ValueError(f"cross_entropy: target value {int(t[i])} at position {i} is out of "
                              f"range for {c} classes (valid: 0..{c - 1})")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _apply(ops.SoftmaxCrossEntropy(t, reduction), logits)
+    return _apply(ops.SoftmaxCrossEntropy(t, reduction), logits)
