@@ -21,7 +21,6 @@ _state = {"grad": True, "anomaly": False, "dtype": np.dtype(np.float32)}
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _seq = itertools.count()  # creation order of graph nodes: the engine runs them newest first
 _new = object.__new__
-_INT64, _UINT64 = np.dtype(np.int64), np.dtype(np.uint64)
 _ONE = {}  # dtype -> a read-only 1: the seed gradient of a scalar loss
 
 
@@ -184,10 +183,8 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
                 src.grad = gi.copy()  # the first gradient is kept unless it may be another's array
             else:
                 src.grad = gi
-        if not retain_graph:  # fn.release(), inlined: the saved arrays go now
-            fn.__dict__.clear()
-            fn.srcs = ()
-            fn.freed = True
+        if not retain_graph:
+            fn.release()
 
 
 _NO_NEEDS = [(False,) * n for n in range(4)]  # what an op records when nothing needs a gradient
@@ -705,9 +702,6 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         if n <= 32:  # a few labels: Python's min and max cost less than two numpy calls
             labels = t.tolist()
             bad = min(labels) < 0 or max(labels) >= c
-        elif t.dtype == _INT64 and t.flags.c_contiguous:
-            # one pass: as uint64 a negative label becomes huge, so max >= c catches both
-            bad = int(np.maximum.reduce(t.view(_UINT64))) >= c
         else:
             bad = int(t.min()) < 0 or int(t.max()) >= c
         if bad:
