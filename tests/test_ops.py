@@ -647,3 +647,48 @@ def test_cross_entropy_at_logits_1e4_matches_torch():
     tl.backward()
     np.testing.assert_allclose(F.cross_entropy(Tensor(s), target).item(), tl.item(), rtol=1e-12)
     np.testing.assert_allclose(x.grad, ts.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------- ops the engine trusts
+
+def _exact_inputs(name: str, dtype, draw) -> tuple:
+    """(the op, its input arrays) for an op marked `exact`, inputs drawn in `dtype`."""
+    from tinygrad_mini import ops
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4))
+    n, d, h = (draw(st.integers(1, 4)) for _ in range(3))
+
+    def arr(s, **kw):
+        return draw(float_arrays(s, dtype=dtype, **(kw or WIDE)))
+
+    if name == "Affine":
+        wt, bias = draw(st.booleans()), draw(st.booleans())
+        xs = [arr((n, d)), arr((h, d) if wt else (d, h))] + ([arr((h,))] if bias else [])
+        return ops.Affine(wt), xs
+    if name == "SoftmaxCrossEntropy":
+        reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+        return ops.SoftmaxCrossEntropy(draw(class_labels(n, h)), reduction), [arr((n, h))]
+    if name == "LeakyReLU":
+        return ops.LeakyReLU(0.1), [arr(shape)]
+    return getattr(ops, name)(), [arr(shape, **(POSITIVE if name == "Log" else {}))]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@given(data=st.data())
+def test_exact_ops_return_each_gradient_in_its_inputs_shape_and_dtype(dtype, data):
+    """The engine skips un-broadcasting and casting after an op whose `exact` is True; this holds
+    every such op to it, calling forward and backward directly (no engine in between)."""
+    from tinygrad_mini import ops
+    exact = sorted(c.__name__ for c in vars(ops).values()
+                   if isinstance(c, type) and issubclass(c, ops.Function) and c.exact)
+    assert exact == sorted(["Neg", "Exp", "Log", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Affine",
+                            "SoftmaxCrossEntropy"]), "an op marked exact needs a case here"
+    name = data.draw(st.sampled_from(exact), label="op")
+    fn, xs = _exact_inputs(name, dtype, data.draw)
+    fn.needs = [True] * len(xs)
+    out = np.asarray(fn.forward(*xs))
+    assert out.dtype == dtype
+    g = np.asarray(np.random.default_rng(0).standard_normal(out.shape), dtype=dtype)
+    grads = fn.backward(g)
+    assert len(grads) >= len(xs) and all(gi is None for gi in grads[len(xs):])  # Affine: db
+    for i, (gi, x) in enumerate(zip(grads, xs)):
+        assert (np.shape(gi), np.asarray(gi).dtype) == (x.shape, x.dtype), f"{name} input {i}"

@@ -12,6 +12,9 @@ class Function:
     """A node of the graph: forward saves what backward needs as attributes; the engine owns slots."""
 
     __slots__ = ("srcs", "needs", "shape", "dtype", "freed", "seq", "trace", "__dict__")
+    # True: backward returns every gradient in its input's own shape and dtype, so the engine
+    # skips its un-broadcast and cast checks (tests/test_ops.py holds each such op to it)
+    exact = False
 
     def forward(self, *xs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -35,6 +38,8 @@ class Function:
 class Neg(Function):
     """z = -x;  dz/dx = -1"""
 
+    exact = True
+
     def forward(self, x):
         return np.negative(x)
 
@@ -44,6 +49,8 @@ class Neg(Function):
 
 class Exp(Function):
     """z = e^x;  dz/dx = z"""
+
+    exact = True
 
     def forward(self, x):
         self.out = np.exp(x)
@@ -55,6 +62,8 @@ class Exp(Function):
 
 class Log(Function):
     """z = ln x;  dz/dx = 1/x"""
+
+    exact = True
 
     def forward(self, x):
         self.x = x
@@ -86,6 +95,8 @@ class Pow(Function):
 class ReLU(Function):
     """z = max(x, 0);  dz/dx = 1[x > 0]  (relu'(0) is taken as 0; NaN in gives NaN grad)"""
 
+    exact = True
+
     def forward(self, x):
         self.out = np.maximum(x, 0)
         return self.out
@@ -98,6 +109,8 @@ class ReLU(Function):
 
 class LeakyReLU(Function):
     """z = x if x > 0 else s x;  dz/dx = 1 if x > 0 else s  (at 0: s; NaN in gives NaN grad)"""
+
+    exact = True
 
     def __init__(self, slope: float):
         self.slope = slope
@@ -116,6 +129,8 @@ class LeakyReLU(Function):
 class Tanh(Function):
     """z = tanh x;  dz/dx = 1 - z^2"""
 
+    exact = True
+
     def forward(self, x):
         self.out = np.tanh(x)
         return self.out
@@ -127,6 +142,8 @@ class Tanh(Function):
 
 class Sigmoid(Function):
     """z = 1 / (1 + e^-x);  dz/dx = z (1 - z)   (primitive for numerics: no overflow at -1e4)"""
+
+    exact = True
 
     def forward(self, x):
         # 1 / (1 + e^-x) = exp(-log(1 + e^-x)); logaddexp never overflows
@@ -197,6 +214,8 @@ class Affine(Function):
     batch) that does not need one.
     """
 
+    exact = True
+
     def __init__(self, wt: bool = False):
         self.wt = wt
 
@@ -206,10 +225,7 @@ class Affine(Function):
         self.w = w if needs[0] else None
         out = x @ (w.T if self.wt else w)  # (N, D) @ (D, H) -> (N, H)
         if b is not None:
-            if b.dtype == out.dtype:
-                out += b  # out is fresh: add the bias in place
-            else:
-                out = out + b
+            out += b  # out is fresh: add the bias in place (affine() checks b has w's dtype)
         return out
 
     def backward(self, grad):
@@ -331,6 +347,8 @@ class SoftmaxCrossEntropy(Function):
 
     A primitive for numerics (shifted log-sum-exp, finite at logits of 1e4) and speed (one pass).
     """
+
+    exact = True
 
     def __init__(self, target: np.ndarray, reduction: str):
         self.target, self.reduction = target, reduction

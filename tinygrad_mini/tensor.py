@@ -160,15 +160,17 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
                 f"Trying to backward through the graph a second time ({fn.name} has already been "
                 "freed); pass retain_graph=True to the first backward() if you need to")
         g = grads.pop(fn)
+        exact = fn.exact
         for src, gi in zip(fn.srcs, fn.backward(g)):
             if gi is None or src is None:
                 continue
             leaf = isinstance(src, Tensor)
-            want = src.data if leaf else src  # both have the shape and dtype gi must take
-            if gi.shape != want.shape:
-                gi = _unbroadcast(gi, want.shape)
-            if gi.dtype != want.dtype:
-                gi = gi.astype(want.dtype)
+            if not exact:
+                want = src.data if leaf else src  # both have the shape and dtype gi must take
+                if gi.shape != want.shape:
+                    gi = _unbroadcast(gi, want.shape)
+                if gi.dtype != want.dtype:
+                    gi = gi.astype(want.dtype)
             if anomaly:
                 _check_finite(gi, "backward", fn)
             if not leaf:
