@@ -281,6 +281,31 @@ def test_backward_twice_through_a_freed_graph_is_a_runtime_error():
         y.backward()
 
 
+@pytest.mark.parametrize("bad, what", [
+    (lambda: np.zeros(4), r"an ndarray of shape \(4,\) and dtype float64"),
+    (lambda: np.zeros((6, 4), dtype=np.int64), "dtype int64"),
+    (lambda: np.zeros((6, 4), dtype=np.float32), "dtype float32"),
+    (lambda: [0.0] * 4, "a list")])
+@pytest.mark.parametrize("root", ["through a graph", "on the leaf itself"])
+def test_a_grad_set_by_hand_that_does_not_fit_the_leaf_is_a_runtime_error(bad, what, root):
+    """backward accumulates into .grad in place: a .grad of another shape, dtype or type is named
+    (never numpy's broadcast message, never a list silently extended)."""
+    x = Tensor(np.random.default_rng(0).standard_normal((6, 4)), requires_grad=True)
+    x.grad = bad()
+    with pytest.raises(RuntimeError, match=r"leaf of shape \(6, 4\) and dtype float64 is .*" + what):
+        if root == "on the leaf itself":
+            x.backward(np.ones((6, 4)))
+        else:
+            F.cross_entropy(x, np.zeros(6, np.int64)).backward()
+
+
+def test_the_grad_of_a_0d_leaf_is_a_0d_array_that_accumulates():
+    x = Tensor(np.array(2.0), requires_grad=True)
+    for _ in range(2):
+        (x * x).backward()  # a 0-d op gives numpy scalars; .grad must still be an array
+    assert type(x.grad) is np.ndarray and x.grad.shape == () and x.grad == 8.0
+
+
 # ---------------------------------------------------------------- labels
 
 def test_labels_of_shape_n_by_1_never_broadcast_into_an_n_by_n_loss():

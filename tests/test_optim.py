@@ -247,8 +247,26 @@ def test_read_only_param_is_rejected():
 def test_grad_of_the_wrong_shape_is_a_clear_error():
     p = _param([1.0, 2.0], [1.0, 2.0])
     p.grad = np.ones((2, 2))
-    with pytest.raises(ValueError, match=r"shape \(2,\) is ndarray of shape \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"shape \(2,\) has shape \(2, 2\)"):
         optim.SGD([p], lr=0.1).step()
+
+
+@pytest.mark.parametrize("make", ["SGD", "SGD momentum", "Adam", "AdamW"])
+@pytest.mark.parametrize("grad, what", [
+    (lambda: Tensor(np.ones(2)), "Tensor"), (lambda: [1.0, 1.0], "list"),
+    (lambda: np.ones(2, dtype=complex), "dtype complex128"), (lambda: np.ones(2, dtype=int), "int64"),
+    (lambda: np.array(["a", "b"]), "dtype <U1")])
+def test_grad_that_is_not_a_floating_array_is_a_type_error(make, grad, what):
+    """As the README's convention: a bad type is a TypeError naming it, never numpy's own error;
+    the param is left untouched."""
+    p = _param([1.0, 2.0], [1.0, 2.0])
+    p.grad = grad()
+    name, *extra = make.split()
+    opt = getattr(optim, name)([p], lr=0.1, **({"momentum": 0.9} if extra else {}))
+    with pytest.raises(TypeError, match=rf"grad of a param of shape \(2,\) must be a floating "
+                                        rf"ndarray, got .*{what}"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, [1.0, 2.0])
 
 
 # ---------------------------------------------------------------- state dicts and resume

@@ -356,7 +356,7 @@ class SoftmaxCrossEntropy(Function):
     @np.errstate(invalid="ignore", divide="ignore")  # inf logits or N = 0: NaN, as torch, silently
     def forward(self, s):
         n, c = s.shape
-        # flat index of s[n, y_n] in a C-ordered (N, C) array: one 1-D gather, cheaper than s[rows, y]
+        # flat index of s[n, y_n] in a C-ordered (N, C) array: a 1-D gather, cheaper than s[rows, y]
         self.at = np.arange(0, n * c, c) + self.target.astype(np.intp, copy=False)  # (N,)
         shifted = np.subtract(s, np.maximum.reduce(s, axis=1, keepdims=True), order="C")  # (N, C)
         picked = shifted.reshape(-1)[self.at]  # (N,)

@@ -135,9 +135,13 @@ class Optimizer:
         g = p.grad
         if g is None:
             return None
-        if not isinstance(g, np.ndarray) or g.shape != p.data.shape:
-            raise ValueError(f"{type(self).__name__}: the grad of a param of shape {p.shape} is "
-                             f"{type(g).__name__} of shape {np.shape(g)}")
+        who = type(self).__name__
+        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
+            what = f"ndarray of dtype {g.dtype}" if isinstance(g, np.ndarray) else type(g).__name__
+            raise TypeError(f"{who}: the grad of a param of shape {p.shape} must be a floating "
+                            f"ndarray, got {what}")
+        if g.shape != p.data.shape:
+            raise ValueError(f"{who}: the grad of a param of shape {p.shape} has shape {g.shape}")
         return g
 
     def _buffers(self, p: Tensor, n: int) -> list[np.ndarray]:
@@ -262,8 +266,8 @@ class SGD(Optimizer):
             g = p.grad
             if g is None:
                 continue
-            if type(g) is not np.ndarray or g.shape != p.data.shape:
-                g = self._grad(p)  # raises, naming the param and what its grad is
+            if type(g) is not np.ndarray or g.shape != p.data.shape or g.dtype is not p.data.dtype:
+                g = self._grad(p)  # raises on a bad grad, naming the param and what its grad is
             s = None
             if wd != 0:
                 s = self._buffers(p, 1)[0]

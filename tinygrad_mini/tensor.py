@@ -147,6 +147,19 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad.sum(axis=axes, keepdims=True) if axes else grad
 
 
+def _add_to_grad(leaf: "Tensor", g: np.ndarray) -> None:
+    """leaf.grad += g in place, once .grad is checked: the user may have set it to anything."""
+    cur = leaf.grad
+    if type(cur) is not np.ndarray or cur.shape != leaf.data.shape \
+            or cur.dtype != leaf.data.dtype:
+        what = (f"an ndarray of shape {cur.shape} and dtype {cur.dtype}"
+                if isinstance(cur, np.ndarray) else f"a {type(cur).__name__}")
+        raise RuntimeError(f"backward: the .grad of a leaf of shape {leaf.shape} and dtype "
+                           f"{leaf.dtype} is {what}; set it to None or to an array like the "
+                           "leaf's before accumulating into it")
+    cur += g
+
+
 def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
     """Run the nodes newest first. A node is always made after its inputs, so creation order is a
     topological order: when a node leaves the heap, every node that feeds it a gradient has run."""
@@ -180,9 +193,11 @@ def _run_backward(root: Function, grad: np.ndarray, retain_graph: bool) -> None:
                     grads[src] = gi
                     heappush(heap, (-src.seq, src))
             elif src.grad is not None:
-                src.grad += gi
+                _add_to_grad(src, gi)
             elif gi is g or gi.base is not None or not gi.flags.writeable:
-                src.grad = gi.copy()  # the first gradient is kept unless it may be another's array
+                # the first gradient is kept unless it may be another's array (or is a numpy
+                # scalar, which a 0-d op gives: np.array makes it a 0-d array)
+                src.grad = np.array(gi)
             else:
                 src.grad = gi
         if not retain_graph:
@@ -351,7 +366,7 @@ class Tensor:
             g = _ONE.get(data.dtype)
             if g is None:
                 g = _ONE[data.dtype] = np.ones((), dtype=data.dtype)
-                g.flags.writeable = False  # shared by every backward: the engine copies, never writes
+                g.flags.writeable = False  # shared by all backwards: the engine never writes it
             if data.ndim:
                 g = g.reshape(data.shape)  # (1, 1) for a loss of that shape
         else:
@@ -366,7 +381,7 @@ class Tensor:
             if self.grad is None:
                 self.grad = g.copy()  # g may be the caller's array
             else:
-                self.grad += g
+                _add_to_grad(self, g)
         else:
             _run_backward(self._ctx, g, retain_graph)
 
