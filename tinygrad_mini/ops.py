@@ -373,14 +373,14 @@ class SoftmaxCrossEntropy(Function):
     def backward(self, grad):
         n = self.probs.shape[0]
         if self.reduction == "none":
-            d = np.multiply(self.probs, grad[:, None], order="C")  # (N, C)
-            d.reshape(-1)[self.at] -= grad
-            return (d,)
-        # a Python float: exactly grad / n in grad's dtype (a double quotient of two floats
-        # rounds to the same float32 as a float32 division), and numpy's fastest operand
-        scale = grad.item()
-        if self.reduction == "mean" and n:  # (N = 0: d is empty, any scale will do)
-            scale /= n
-        d = self.probs * scale  # (N, C)
-        d.reshape(-1)[self.at] -= scale  # the view of d: d is C-ordered like probs
+            scale, picked = grad[:, None], grad  # (N, 1) for the rows, (N,) at the labels
+        else:
+            # a Python float: exactly grad / n in grad's dtype (a double quotient of two floats
+            # rounds to the same float32 as a float32 division), and numpy's fastest operand
+            scale = grad.item()
+            if self.reduction == "mean" and n:  # (N = 0: d is empty, any scale will do)
+                scale /= n
+            picked = scale
+        d = np.multiply(self.probs, scale, order="C")  # (N, C), C-ordered for the flat view
+        d.reshape(-1)[self.at] -= picked
         return (d,)

@@ -691,8 +691,7 @@ def as_tensor(x: Any, name: str = "input") -> Tensor:
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """mean_n [logsumexp(s_n) - s_n[y_n]] for logits s (N, C) and class indices y (N,)."""
-    if not isinstance(logits, Tensor):
-        logits = as_tensor(logits, "cross_entropy logits")
+    logits = as_tensor(logits, "cross_entropy logits")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     s = logits.data
@@ -701,8 +700,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     if s.dtype.kind != "f":
         raise TypeError(f"cross_entropy: logits must be floating, got dtype {s.dtype}")
     n, c = s.shape
-    t = target if type(target) is np.ndarray else \
-        target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
         bad = ""
         if t.dtype.kind == "f" and t.size:
